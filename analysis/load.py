@@ -1,0 +1,72 @@
+"""Read a search's trials from MLflow into a DataFrame (one row per trial run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+ROLE_TAG = "gnn_search.role"
+SEARCH_TAG = "gnn_search.search"
+
+
+@dataclass
+class Trials:
+    """Finished trials, and how many runs were left out because they did not finish."""
+
+    frame: pd.DataFrame
+    excluded: dict[str, int]  # status -> count (RUNNING, FAILED, KILLED)
+
+
+def load_trials(experiments: list[str], tracking_uri: str) -> Trials:
+    """Every trial run of the named experiments; only FINISHED runs go into ``frame``.
+
+    Columns: ``run_id``, ``experiment``, ``search``, ``status``, then params (``prune.method``,
+    ...) and final metrics (``val_acc``, ``size_bytes``, ...).
+    """
+    client = MlflowClient(tracking_uri)
+    ids = {}
+    for name in experiments:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            known = [e.name for e in client.search_experiments()]
+            raise ValueError(
+                f"unknown experiment {name!r} in {tracking_uri}; "
+                f"known: {', '.join(known) or 'none'}"
+            )
+        ids[experiment.experiment_id] = name
+    rows, excluded, token = [], {}, None
+    while True:
+        page = client.search_runs(
+            list(ids), filter_string=f"tags.`{ROLE_TAG}` = 'trial'", max_results=1000,
+            page_token=token,
+        )
+        for run in page:
+            status = run.info.status
+            if status != "FINISHED":
+                excluded[status] = excluded.get(status, 0) + 1
+                continue
+            rows.append({
+                "run_id": run.info.run_id,
+                "experiment": ids[run.info.experiment_id],
+                "search": run.data.tags.get(SEARCH_TAG, ""),
+                "status": status,
+                **run.data.params,
+                **run.data.metrics,
+            })
+        token = page.token
+        if not token:
+            break
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        frame[column] = _maybe_numeric(frame[column])
+    return Trials(frame=frame, excluded=excluded)
+
+
+def _maybe_numeric(column: pd.Series) -> pd.Series:
+    """MLflow params are strings: make numeric ones (``prune.sparsity``) numbers again."""
+    if column.dtype != object and not pd.api.types.is_string_dtype(column):
+        return column
+    converted = pd.to_numeric(column, errors="coerce")
+    return converted if converted.notna().sum() == column.notna().sum() else column

@@ -1,0 +1,221 @@
+"""``gnn-search``: run a search, run one trial, extract the Pareto front."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from search.env import apply_quiet_env
+
+EPILOG = "Docs: README.md. Space files: a path, or a bundled name such as cora_node."
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default="cora_node",
+                   help="space file (YAML path) or bundled name (default: cora_node)")
+    p.add_argument("--data-root", help="folder holding datasets (default: $GNN_SEARCH_DATA, "
+                   "else ~/.cache/gnn-search/datasets)")
+    p.add_argument("--cache-dir", help="where FP32 baselines are cached (default: "
+                   "$GNN_SEARCH_CACHE, else ~/.cache/gnn-search)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of each trial "
+                   "(default: 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gnn-search",
+        description="Search pruning x quantization x fine-tuning of GNNs with Ray Tune + "
+                    "Optuna, tracked in MLflow.",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a search (Ray Tune + Optuna, tracked in MLflow)",
+                         description="Run a multi-objective compression search.")
+    _add_common(run)
+    run.add_argument("--trials", type=int, default=8, help="number of trials (default: 8)")
+    run.add_argument("--concurrency", type=int, default=2,
+                     help="trials at a time, one CPU each (default: 2)")
+    run.add_argument("--name", help="search name = MLflow experiment = Tune experiment "
+                     "(default: <space>-<date>-<time>)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
+                     "sqlite:///<cwd>/mlflow.db)")
+    run.add_argument("--storage", help="Tune experiment storage folder (default: "
+                     "<cwd>/ray_results)")
+    run.add_argument("--address", help="existing Ray cluster to join (default: start a local one)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or progress table")
+
+    trial = sub.add_parser("trial", help="run one compress-and-fine-tune cycle, no Ray",
+                           description="Run one trial in-process and print its final metrics.")
+    _add_common(trial)
+    trial.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a parameter, e.g. --set prune.sparsity=0.95 (repeatable); "
+                            "unset keys take the space file's defaults")
+    trial.add_argument("--json", action="store_true", help="print one JSON object")
+    trial.add_argument("--out", default="gnn-search-trial",
+                       help="folder for the compressed model file (default: ./gnn-search-trial)")
+
+    pareto = sub.add_parser("pareto", help="Pareto-optimal trials of finished searches",
+                            description="Non-dominated finished trials of one or more "
+                                        "experiments, read from MLflow.")
+    pareto.add_argument("--experiment", action="append", required=True, metavar="NAME",
+                        help="experiment (search) name; repeat to merge several")
+    pareto.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
+                        "sqlite:///<cwd>/mlflow.db)")
+    pareto.add_argument("--objectives", help="METRIC:max|min,... (default: the search's own "
+                        "objectives)")
+    pareto.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output format (default: table)")
+    pareto.add_argument("--out", help="also write the front as CSV to this file")
+    return parser
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r} is not KEY=VALUE, e.g. --set prune.sparsity=0.9")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def cmd_run(args) -> int:
+    from analysis.load import load_trials
+    from analysis.report import pareto_table, render
+    from search.run import SearchSettings, run_search
+    from search.tracking import default_tracking_uri
+    from spaces import load_space
+
+    space = load_space(args.space)
+    name = args.name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    settings = SearchSettings(
+        name=name, trials=args.trials, concurrency=args.concurrency,
+        tracking_uri=args.tracking_uri or default_tracking_uri(),
+        storage=Path(args.storage or Path.cwd() / "ray_results").resolve(),
+        data_root=args.data_root, cache_dir=args.cache_dir, seed=args.seed,
+        address=args.address, progress=not args.quiet,
+    )
+    outcome = run_search(space, settings)
+    print(f"\nSearch {name!r}: {outcome.completed} trials finished, {outcome.failed} failed, "
+          f"{outcome.wall_s:.0f} s. Baseline (FP32): val_acc={outcome.baseline['val_acc']:.4f} "
+          f"test_acc={outcome.baseline['test_acc']:.4f} size_bytes="
+          f"{outcome.baseline['size_bytes']:.0f}")
+    trials = load_trials([name], settings.tracking_uri)
+    if not trials.frame.empty:
+        wanted = ", ".join(f"{m}:{d}" for m, d in space.objectives.items())
+        print(f"\nPareto-optimal configurations ({wanted}):")
+        print(render(pareto_table(trials.frame, space.objectives), "table"))
+    _print_ui_hint(settings.tracking_uri, outcome.experiment_id, name)
+    return 0 if outcome.completed else 1
+
+
+def _print_ui_hint(tracking_uri: str, experiment_id: str, name: str) -> None:
+    print("\nBrowse the trials in the MLflow UI:")
+    if tracking_uri.startswith(("http://", "https://")):
+        print(f"  open {tracking_uri.rstrip('/')}/#/experiments/{experiment_id}")
+    else:
+        print(f"  mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000")
+        print(f"  then open http://127.0.0.1:5000/#/experiments/{experiment_id}")
+    print(f"Pareto front again: gnn-search pareto --experiment {name}"
+          + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
+
+
+def cmd_trial(args) -> int:
+    from spaces import load_space
+    from trainables.baseline import get_baseline
+    from trainables.cycle import run_cycle
+    from trainables.tasks import build_task
+
+    space = load_space(args.space)
+    config = space.with_overrides(_parse_sets(args.set))
+    dataset = space.dataset.model_dump()
+    task = build_task(space.task, dataset, args.data_root, space.baseline.seed)
+    baseline, _ = get_baseline(
+        task, space.task, dataset, space.model.model_dump(),
+        space.baseline.model_dump(exclude={"seed"}), space.baseline.seed, args.cache_dir,
+        progress=not args.json,
+    )
+    epochs: list[dict] = []
+    result = run_cycle(config, task, baseline, epochs.append, Path(args.out).resolve(),
+                       seed=args.seed)
+    if args.json:
+        print(json.dumps({**result.metrics, "tags": result.tags, "config": config,
+                          "model_path": str(result.model_path),
+                          "baseline": baseline.metrics}))
+        return 0
+    print("config:   " + " ".join(f"{k}={v}" for k, v in config.items()))
+    for key, value in result.metrics.items():
+        print(f"{key:>16} {value:.6g}")
+    for key, value in result.tags.items():
+        print(f"{key:>16} {value}")
+    print(f"model file: {result.model_path}")
+    return 0
+
+
+def cmd_pareto(args) -> int:
+    from analysis.load import load_trials
+    from analysis.pareto import parse_objectives
+    from analysis.report import pareto_table, render
+    from search.tracking import default_tracking_uri
+
+    tracking_uri = args.tracking_uri or default_tracking_uri()
+    trials = load_trials(args.experiment, tracking_uri)
+    if trials.frame.empty:
+        raise ValueError(
+            f"no finished trials in {', '.join(args.experiment)} "
+            f"(left out: {trials.excluded or 'none'})"
+        )
+    objectives = parse_objectives(args.objectives or _search_objectives(args.experiment,
+                                                                        tracking_uri))
+    unknown = [m for m in objectives if m not in trials.frame.columns]
+    if unknown:
+        metrics = sorted(c for c in trials.frame.columns if trials.frame[c].dtype.kind == "f")
+        raise ValueError(f"unknown metric {unknown[0]!r} in --objectives; available: "
+                         f"{', '.join(metrics)}")
+    table = pareto_table(trials.frame, objectives)
+    print(render(table, args.format))
+    if args.format == "table":
+        left = ", ".join(f"{n} {s}" for s, n in trials.excluded.items()) or "none"
+        print(f"\n{len(table)} Pareto-optimal of {len(trials.frame)} finished trials "
+              f"(not finished, left out: {left})", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(render(table, "csv"))
+    return 0
+
+
+def _search_objectives(experiments: list[str], tracking_uri: str) -> str:
+    """The objectives the (latest) search in these experiments optimized."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    ids = [e.experiment_id for n in experiments if (e := client.get_experiment_by_name(n))]
+    runs = client.search_runs(ids, filter_string="tags.`gnn_search.role` = 'search'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].data.params.get("objectives", "") if runs else "val_acc:max,size_bytes:min"
+
+
+COMMANDS = {"run": cmd_run, "trial": cmd_trial, "pareto": cmd_pareto}
+
+
+def main(argv: list[str] | None = None) -> int:
+    apply_quiet_env()
+    args = build_parser().parse_args(argv)
+    from spaces import SpaceError
+    from trainables.data import DatasetMissingError
+    from trainables.storage import StorageError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (SpaceError, DatasetMissingError, StorageError, ValueError, KeyError,
+            FileNotFoundError, ConnectionError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"gnn-search {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

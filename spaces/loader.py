@@ -1,0 +1,257 @@
+"""Load a YAML space file into a validated :class:`SearchSpace`.
+
+A ``space`` entry is a list (categorical choices), a mapping ``{low, high, log, default}``
+(a numeric range) or a scalar (fixed). Conditions between parameters are the fixed rules of
+:func:`trainables.params.is_active`: ``prune.sparsity`` only when pruning, ``quant.bits`` only
+when quantizing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainables.data import LOADERS
+from trainables.models import MODELS
+from trainables.params import PARAMS, is_active, validate_config
+from trainables.tasks import TASKS
+
+BUNDLED_DIR = Path(__file__).parent
+# Metrics a search may optimize: validation and deployment figures, never test metrics.
+OBJECTIVE_METRICS = (
+    "val_acc", "size_bytes", "size_ratio", "latency_ms", "sparsity_actual", "avg_bits",
+    "params_nonzero", "peak_rss_mb",
+)
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+class SpaceError(ValueError):
+    """A space file is missing, malformed or asks for something not allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(_Strict):
+    loader: str
+    name: str
+    split: Literal["public", "random"] = "public"
+    num_val: int = Field(500, ge=1)
+    num_test: int = Field(1000, ge=1)
+
+    @field_validator("loader")
+    @classmethod
+    def _known_loader(cls, v: str) -> str:
+        if v not in LOADERS:
+            raise ValueError(f"unknown loader {v!r}; allowed: {', '.join(LOADERS)}")
+        return v
+
+
+class ModelSpec(_Strict):
+    name: str
+    kwargs: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in MODELS:
+            raise ValueError(f"unknown model {v!r}; allowed: {', '.join(MODELS)}")
+        return v
+
+
+class BaselineSpec(_Strict):
+    epochs: int = Field(200, ge=1)
+    lr: float = Field(0.01, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    seed: int = 0
+
+
+class RangeSpec(_Strict):
+    low: float
+    high: float
+    log: bool = False
+    default: float | None = None
+
+
+class SearchSpace(_Strict):
+    """A validated space file."""
+
+    task: str
+    dataset: DatasetSpec
+    model: ModelSpec
+    baseline: BaselineSpec = BaselineSpec()
+    objectives: dict[str, Literal["max", "min"]]
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    space: dict[str, list[Any] | RangeSpec | str | int | float]
+    source: str = ""
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(TASKS)}")
+        return v
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("at least one objective is needed, e.g. {val_acc: max}")
+        for metric in v:
+            if metric not in OBJECTIVE_METRICS:
+                raise ValueError(
+                    f"{metric!r} cannot be an objective; allowed: {', '.join(OBJECTIVE_METRICS)}"
+                    + (" (test metrics are reported, never searched on)"
+                       if metric.startswith("test_") else "")
+                )
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _valid_space(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, entry in v.items():
+            if key not in PARAMS:
+                raise ValueError(f"unknown parameter {key!r}; allowed: {', '.join(PARAMS)}")
+            param = PARAMS[key]
+            if isinstance(entry, list):
+                if not entry:
+                    raise ValueError(f"{key}: empty list of choices")
+                for value in entry:
+                    param.check(key, value)
+            elif isinstance(entry, RangeSpec):
+                if param.kind == "choice":
+                    raise ValueError(f"{key} takes a list of choices ({param.allowed()})")
+                param.check(key, entry.low)
+                param.check(key, entry.high)
+                if entry.low >= entry.high:
+                    raise ValueError(f"{key}: low={entry.low} must be below high={entry.high}")
+                if entry.log and entry.low <= 0:
+                    raise ValueError(f"{key}: a log range needs low > 0, got {entry.low}")
+                if entry.default is not None and not entry.low <= entry.default <= entry.high:
+                    raise ValueError(
+                        f"{key}: default={entry.default} is outside [{entry.low}, {entry.high}]"
+                    )
+            else:
+                param.check(key, entry)
+        if not any(isinstance(e, (list, RangeSpec)) for e in v.values()):
+            raise ValueError("nothing to search: give at least one parameter a list or a range")
+        return v
+
+    # ---- what the search and the trial command use -------------------------------------
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.objectives)
+
+    @property
+    def modes(self) -> list[str]:
+        return list(self.objectives.values())
+
+    def define_by_run(self, trial) -> dict[str, Any]:
+        """Suggest one configuration on an Optuna trial; returns the fixed (constant) values.
+
+        Pure function of the trial: parameters in :data:`PARAMS` order so that conditions
+        see the choices they depend on.
+        """
+        chosen: dict[str, Any] = {}
+        constants: dict[str, Any] = {}
+        for key in PARAMS:
+            if key not in self.space or not is_active(key, chosen):
+                continue
+            entry = self.space[key]
+            if isinstance(entry, list):
+                chosen[key] = trial.suggest_categorical(key, entry)
+            elif isinstance(entry, RangeSpec):
+                if PARAMS[key].kind == "int":
+                    chosen[key] = trial.suggest_int(key, int(entry.low), int(entry.high),
+                                                    log=entry.log)
+                else:
+                    chosen[key] = trial.suggest_float(key, entry.low, entry.high, log=entry.log)
+            else:
+                chosen[key] = constants[key] = entry
+        return constants
+
+    def defaults(self) -> dict[str, Any]:
+        """One configuration from the file alone: first choice, range default (else the
+        middle, geometric for log ranges), fixed values."""
+        config: dict[str, Any] = {}
+        for key in PARAMS:
+            if key not in self.space:
+                continue
+            entry = self.space[key]
+            if isinstance(entry, list):
+                value = entry[0]
+            elif isinstance(entry, RangeSpec):
+                if entry.default is not None:
+                    value = entry.default
+                elif entry.log:
+                    value = math.sqrt(entry.low * entry.high)
+                else:
+                    value = (entry.low + entry.high) / 2
+                if PARAMS[key].kind == "int":
+                    value = round(value)
+            else:
+                value = entry
+            config[key] = value
+        return validate_config(config)
+
+    def with_overrides(self, overrides: dict[str, str]) -> dict[str, Any]:
+        """The defaults with ``key=value`` overrides, checked against what each method
+        allows (not against the search range)."""
+        for key in overrides:
+            if key not in PARAMS:
+                raise SpaceError(f"unknown parameter {key!r}; allowed: {', '.join(PARAMS)}")
+        merged = {**self.defaults(), **overrides}
+        try:
+            return validate_config(merged)
+        except ValueError as err:
+            raise SpaceError(str(err)) from None
+
+
+def bundled_spaces() -> dict[str, Path]:
+    """Space files shipped with the package, by name (file stem)."""
+    return {p.stem: p for p in sorted(BUNDLED_DIR.glob("*.yaml"))}
+
+
+def resolve_space_path(space: str | os.PathLike) -> Path:
+    """A path to a space file, or the name of a bundled one (``cora_node``)."""
+    path = Path(space).expanduser()
+    if path.is_file():
+        return path.resolve()
+    bundled = bundled_spaces()
+    if str(space) in bundled:
+        return bundled[str(space)]
+    raise SpaceError(
+        f"space file {str(space)!r} not found; give a path or one of: {', '.join(bundled)}"
+    )
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(part) for part in first["loc"] if not str(part).startswith(("list[",
+                                                                                  "function")))
+    msg = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{path}: {key}: {msg}{shown}"
+
+
+def load_space(space: str | os.PathLike) -> SearchSpace:
+    """Read and validate a space file (path or bundled name)."""
+    path = resolve_space_path(space)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpaceError(f"{path}: malformed YAML: {err}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{path}: expected a mapping with task, dataset, model, objectives, space")
+    try:
+        return SearchSpace(**raw, source=str(path))
+    except ValidationError as err:
+        raise SpaceError(_format_error(path, err)) from None

@@ -1,0 +1,132 @@
+"""The FP32 baseline: trained once per (task, dataset, model, training settings, seed), cached.
+
+Trials start from it and never retrain from scratch. The cache holds one dense FP32 model
+file per key; its length is the reference for every trial's ``size_ratio``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from trainables.models import build_model
+from trainables.storage import load_state, save_model
+
+CACHE_ENV = "GNN_SEARCH_CACHE"
+CACHE_VERSION = 1  # bump when training code changes what a cached baseline would be
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: the argument, else ``$GNN_SEARCH_CACHE``, else ``~/.cache/gnn-search``."""
+    chosen = cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "gnn-search"
+    return Path(chosen).expanduser().resolve()
+
+
+@dataclass
+class Baseline:
+    """A trained FP32 model as the trials receive it."""
+
+    model: dict[str, Any]  # {"name": ..., "kwargs": {...}}
+    num_features: int
+    num_classes: int
+    state: dict[str, Tensor]
+    metrics: dict[str, float]  # val_acc, test_acc, size_bytes (dense FP32 file)
+    key: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> torch.nn.Module:
+        """A fresh model holding the baseline's weights."""
+        model = build_model(self.model["name"], self.num_features, self.num_classes,
+                            **self.model.get("kwargs", {}))
+        model.load_state_dict(self.state)
+        return model
+
+
+def baseline_key(task: str, dataset: dict, model: dict, training: dict, seed: int) -> str:
+    """Stable hash of everything that determines the baseline's weights."""
+    blob = json.dumps(
+        {"v": CACHE_VERSION, "task": task, "dataset": dataset, "model": model,
+         "training": training, "seed": seed},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train_baseline(
+    task, model_spec: dict, training: dict, seed: int, progress: bool = True
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """Train from scratch; keep the weights of the best validation epoch (PyG's protocol)."""
+    torch.manual_seed(seed)
+    model = build_model(model_spec["name"], task.num_features, task.num_classes,
+                        **model_spec.get("kwargs", {}))
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=training["lr"], weight_decay=training.get("weight_decay", 0.0)
+    )
+    best_val, best_state, best_metrics = -1.0, None, {}
+    bar = tqdm(
+        range(training["epochs"]), desc="FP32 baseline", leave=False, mininterval=0.5,
+        disable=None if progress else True,  # None: off when stderr is not a terminal
+    )
+    for _ in bar:
+        loss = task.train_step(model, optimizer)
+        metrics = task.evaluate(model)
+        if metrics[task.search_metric] > best_val:
+            best_val, best_metrics = metrics[task.search_metric], metrics
+            best_state = copy.deepcopy(model.state_dict())
+        bar.set_postfix(loss=f"{loss:.3f}", best_val=f"{best_val:.3f}")
+    if best_state is None:
+        raise ValueError(f"baseline epochs must be >= 1, got {training['epochs']}")
+    return best_state, best_metrics
+
+
+def get_baseline(
+    task,
+    task_name: str,
+    dataset: dict,
+    model_spec: dict,
+    training: dict,
+    seed: int,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> tuple[Baseline, bool]:
+    """The cached baseline for these settings, training it first if needed.
+
+    Returns the baseline and whether it came from the cache.
+    """
+    key = baseline_key(task_name, dataset, model_spec, training, seed)
+    path = resolve_cache_dir(cache_dir) / "baselines" / f"{key}.gnnz"
+    cached = path.exists()
+    if cached:
+        state, meta = load_state(path)
+        metrics = meta["metrics"]
+    else:
+        state, metrics = train_baseline(task, model_spec, training, seed, progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"model": model_spec, "metrics": metrics, "training": training, "seed": seed,
+                "task": task_name, "dataset": dataset}
+        # Write to a temporary file and rename, so concurrent searches never read half a file.
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            tmp_path = Path(tmp.name)
+        save_model(tmp_path, state, meta=meta, layout="dense")
+        os.replace(tmp_path, path)
+    metrics = {**metrics, "size_bytes": path.stat().st_size}
+    baseline = Baseline(
+        model=model_spec,
+        num_features=task.num_features,
+        num_classes=task.num_classes,
+        state=state,
+        metrics=metrics,
+        key=key,
+        settings={"training": training, "seed": seed, "path": str(path)},
+    )
+    return baseline, cached

@@ -1,0 +1,133 @@
+"""Datasets: where they live, how they load, and how they are split.
+
+Datasets load with PyTorch Geometric's own classes from a data root (``--data-root``, else
+``$GNN_SEARCH_DATA``, else ``~/.cache/gnn-search/datasets``). PyG downloads a missing dataset
+when it can; when it cannot, :class:`DatasetMissingError` names the folder and the raw files
+it expected, instead of a traceback from inside PyG.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch_geometric.data import Data, InMemoryDataset
+
+DATA_ENV = "GNN_SEARCH_DATA"
+DEFAULT_DATA_ROOT = Path.home() / ".cache" / "gnn-search" / "datasets"
+
+
+class DatasetMissingError(RuntimeError):
+    """A dataset is not on disk and could not be downloaded."""
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """The data root: the argument, else ``$GNN_SEARCH_DATA``, else the per-user cache."""
+    chosen = data_root or os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
+    return Path(chosen).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class DatasetLoader:
+    """How to build one kind of PyG dataset and which raw files it needs."""
+
+    folder: Callable[[str], str]  # dataset name -> folder under the root holding raw/
+    raw_files: Callable[[str], list[str]]  # dataset name -> required raw file names
+    build: Callable[[Path, str], InMemoryDataset]  # (root, name) -> dataset
+    names: tuple[str, ...]  # names PyG's class accepts
+
+
+def _planetoid(root: Path, name: str) -> InMemoryDataset:
+    from torch_geometric.datasets import Planetoid
+
+    return Planetoid(str(root), name)
+
+
+def _tu(root: Path, name: str) -> InMemoryDataset:
+    from torch_geometric.datasets import TUDataset
+
+    return TUDataset(str(root), name)
+
+
+def _moleculenet(root: Path, name: str) -> InMemoryDataset:
+    from torch_geometric.datasets import MoleculeNet
+
+    return MoleculeNet(str(root), name)
+
+
+LOADERS: dict[str, DatasetLoader] = {
+    "planetoid": DatasetLoader(
+        folder=lambda name: name,
+        raw_files=lambda name: [
+            f"ind.{name.lower()}.{part}"
+            for part in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+        ],
+        build=_planetoid,
+        names=("Cora", "CiteSeer", "PubMed"),
+    ),
+    "tu": DatasetLoader(
+        folder=lambda name: name,
+        raw_files=lambda name: [
+            f"{name}_{part}.txt" for part in ("A", "graph_indicator", "graph_labels")
+        ],
+        build=_tu,
+        names=(),  # any TU collection name
+    ),
+    "moleculenet": DatasetLoader(
+        folder=lambda name: name.lower(),
+        raw_files=lambda name: [f"{name.upper()}.csv" if name.lower() == "bbbp" else "*.csv"],
+        build=_moleculenet,
+        names=("BBBP", "ESOL", "FreeSolv", "Lipo", "PCBA", "MUV", "HIV", "BACE", "Tox21",
+               "ToxCast", "SIDER", "ClinTox"),
+    ),
+}
+
+
+def load_dataset(loader: str, name: str, data_root: str | os.PathLike | None = None):
+    """Load dataset ``name`` with ``loader`` (one of :data:`LOADERS`) from the data root."""
+    if loader not in LOADERS:
+        raise ValueError(f"unknown dataset loader {loader!r}; allowed: {', '.join(LOADERS)}")
+    spec = LOADERS[loader]
+    if spec.names and name not in spec.names:
+        raise ValueError(
+            f"unknown {loader} dataset {name!r}; allowed: {', '.join(spec.names)}"
+        )
+    root = resolve_data_root(data_root)
+    raw_dir = root / spec.folder(name) / "raw"
+    missing = [f for f in spec.raw_files(name) if not any(raw_dir.glob(f))]
+    try:
+        return spec.build(root, name)
+    except Exception as err:  # PyG's download failed (offline) or raw files are unreadable
+        if not missing:
+            raise
+        raise DatasetMissingError(
+            f"dataset {name!r} is not in {raw_dir} and could not be downloaded ({err}). "
+            f"Put its raw files there ({', '.join(spec.raw_files(name))}), or point "
+            f"--data-root / ${DATA_ENV} at a folder that holds {spec.folder(name)}/raw/."
+        ) from None
+
+
+def random_node_split(
+    num_nodes: int, num_val: int, num_test: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded random node masks: ``num_val`` val, ``num_test`` test, the rest train."""
+    if num_val < 1 or num_test < 1 or num_val + num_test >= num_nodes:
+        raise ValueError(
+            f"num_val={num_val} and num_test={num_test} must be >= 1 and leave training nodes "
+            f"out of {num_nodes}"
+        )
+    order = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(seed))
+    masks = [torch.zeros(num_nodes, dtype=torch.bool) for _ in range(3)]
+    masks[1][order[:num_val]] = True
+    masks[2][order[num_val : num_val + num_test]] = True
+    masks[0][order[num_val + num_test :]] = True
+    return masks[0], masks[1], masks[2]
+
+
+def target_indegree(data: Data) -> torch.Tensor:
+    """Degree-based pseudo-coordinates for SplineConv: in-degree of each edge's target / max."""
+    deg = torch.bincount(data.edge_index[1], minlength=data.num_nodes).to(torch.float)
+    return (deg[data.edge_index[1]] / deg.max()).unsqueeze(-1)

@@ -1,0 +1,114 @@
+"""Model registry: the GNNs a space file can name, and which of their tensors get compressed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+
+from trainables.spline_conv import SplineConv
+
+
+class SplineNet(nn.Module):
+    """The study's Cora model: two SplineConv layers (PyG's ``examples/cora.py``)."""
+
+    def __init__(
+        self,
+        num_features: int,
+        num_classes: int,
+        hidden: int = 16,
+        kernel_size: int = 2,
+        dim: int = 1,
+        degree: int = 1,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.dropout = dropout
+        self.conv1 = SplineConv(num_features, hidden, dim=dim, kernel_size=kernel_size,
+                                degree=degree)
+        self.conv2 = SplineConv(hidden, num_classes, dim=dim, kernel_size=kernel_size,
+                                degree=degree)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = F.elu(self.conv1(x, edge_index, edge_attr))
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        return self.conv2(x, edge_index, edge_attr)
+
+
+class GCN(nn.Module):
+    """Kipf & Welling's two-layer GCN."""
+
+    def __init__(
+        self, num_features: int, num_classes: int, hidden: int = 16, dropout: float = 0.5
+    ) -> None:
+        super().__init__()
+        self.dropout = dropout
+        self.conv1 = GCNConv(num_features, hidden)
+        self.conv2 = GCNConv(hidden, num_classes)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = F.relu(self.conv1(x, edge_index))
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        return self.conv2(x, edge_index)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "spline": SplineNet,
+    "gcn": GCN,
+}
+
+
+def build_model(name: str, num_features: int, num_classes: int, **kwargs) -> nn.Module:
+    """Instantiate registered model ``name``; unknown names and arguments are clear errors."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
+    try:
+        return MODELS[name](num_features, num_classes, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"bad arguments for model {name!r}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One compressible weight tensor: ``module.<attr>``, output channels along ``axis``."""
+
+    module: nn.Module
+    attr: str
+    axis: int
+
+    @property
+    def tensor(self) -> Tensor:
+        return getattr(self.module, self.attr)
+
+
+def compression_targets(model: nn.Module) -> dict[str, Target]:
+    """Weight matrices and kernels (``weight`` with >= 2 dims), keyed by state-dict name.
+
+    Biases, norms and buffers stay FP32 and dense, as in the study.
+    """
+    targets = {}
+    for prefix, module in model.named_modules():
+        weight = module._parameters.get("weight")
+        if weight is None or weight.dim() < 2:
+            continue
+        axis = weight.dim() - 1 if isinstance(module, SplineConv) else 0
+        targets[f"{prefix}.weight" if prefix else "weight"] = Target(module, "weight", axis)
+    return targets
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def zero_fraction(tensors: list[Tensor]) -> float:
+    """Fraction of exactly-zero entries over all ``tensors``."""
+    total = sum(t.numel() for t in tensors)
+    zeros = sum(int((t == 0).sum()) for t in tensors)
+    return zeros / total if total else 0.0

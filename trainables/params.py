@@ -1,0 +1,92 @@
+"""The searchable parameters: names, what each allows, and when each applies.
+
+One table used by the space loader (search ranges), by ``gnn-search trial --set`` (single
+values) and by the cycle (final check). Conditions are fixed rules here, never strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trainables.pruning import PRUNERS
+from trainables.quantization import QUANTIZERS, SUPPORTED_BITS
+from trainables.schedules import SCHEDULES
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter: ``kind`` is ``choice``, ``int`` or ``float``; bounds are inclusive unless
+    ``high_open``."""
+
+    kind: str
+    choices: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    help: str = ""
+
+    def allowed(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(str, self.choices))
+        high = "inf" if self.high is None else self.high
+        return f"a{'n integer' if self.kind == 'int' else ' number'} in [{self.low}, {high}" + (
+            ")" if self.high_open or self.high is None else "]"
+        )
+
+    def check(self, key: str, value: Any) -> Any:
+        """``value`` converted to this parameter's type, or a ValueError naming key and range."""
+        bad = ValueError(f"{key}={value!r} is not allowed; expected {self.allowed()}")
+        if self.kind == "choice":
+            for choice in self.choices:
+                if value == choice or str(value) == str(choice):
+                    return choice
+            raise bad
+        if isinstance(value, bool):
+            raise bad
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if self.kind == "int":
+            if number != int(number):
+                raise bad
+            number = int(number)
+        if number != number or (self.low is not None and number < self.low):
+            raise bad
+        if self.high is not None and (
+            number >= self.high if self.high_open else number > self.high
+        ):
+            raise bad
+        return number
+
+
+PARAMS: dict[str, Param] = {
+    "prune.method": Param("choice", tuple(PRUNERS), help="pruning method"),
+    "prune.sparsity": Param("float", low=0.0, high=1.0, high_open=True,
+                            help="fraction of compressible weights set to zero"),
+    "quant.method": Param("choice", tuple(QUANTIZERS), help="quantization method"),
+    "quant.bits": Param("choice", SUPPORTED_BITS, help="integer bit-width of weights"),
+    "finetune.epochs": Param("int", low=0, high=10_000, help="fine-tuning epochs after pruning"),
+    "finetune.lr": Param("float", low=1e-8, high=10.0, help="fine-tuning learning rate (Adam)"),
+    "finetune.schedule": Param("choice", tuple(SCHEDULES), help="learning-rate schedule"),
+    "finetune.weight_decay": Param("float", low=0.0, high=1.0, help="Adam weight decay"),
+}
+
+
+def is_active(key: str, config: dict[str, Any]) -> bool:
+    """Whether ``key`` applies given the other choices in ``config``."""
+    if key == "prune.sparsity":
+        return config.get("prune.method", "none") != "none"
+    if key == "quant.bits":
+        return config.get("quant.method", "fp32") != "fp32"
+    return True
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check every key and value of a flat config; drop keys that do not apply."""
+    unknown = sorted(set(config) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(PARAMS)}")
+    checked = {k: PARAMS[k].check(k, v) for k, v in config.items()}
+    return {k: v for k, v in checked.items() if is_active(k, checked)}
