@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
@@ -25,6 +26,10 @@ def load_trials(experiments: list[str], tracking_uri: str) -> Trials:
     Columns: ``run_id``, ``experiment``, ``search``, ``status``, then params (``prune.method``,
     ...) and final metrics (``val_acc``, ``size_bytes``, ...).
     """
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not db.is_file():
+            raise ValueError(f"no MLflow database at {db}; pass the search's --tracking-uri")
     client = MlflowClient(tracking_uri)
     ids = {}
     for name in experiments:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-import warnings
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,9 +154,9 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
     from ray.tune.search.optuna import OptunaSearch
 
     check_settings(settings)
+    task, baseline, cached = prepare(space, settings)
     client = MlflowClient(settings.tracking_uri)
     experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
-    task, baseline, cached = prepare(space, settings)
 
     search_run = SearchRun(
         client, experiment_id, settings.name,

@@ -1,0 +1,84 @@
+"""The command line: help, `trial --json`, and one-line errors with a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from search.cli import build_parser, main
+
+
+def _cli(*args: str, cwd=None, env_extra=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_help_lists_commands_and_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "trial", "pareto"):
+        assert command in out
+    parser = build_parser()
+    run_help = parser._subparsers._group_actions[0].choices["run"].format_help()
+    for option in ("--space", "--trials", "--concurrency", "--name", "--tracking-uri",
+                   "--storage", "--data-root", "--seed"):
+        assert option in run_help
+
+
+@pytest.mark.slow
+def test_trial_json(data_root, cache_dir, tmp_path):
+    proc = _cli("trial", "--set", "prune.method=global", "--set", "prune.sparsity=0.95",
+                "--set", "quant.method=qat", "--set", "quant.bits=4",
+                "--set", "finetune.epochs=3", "--json", "--out", str(tmp_path / "m"),
+                "--data-root", str(data_root), "--cache-dir", str(cache_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    for key in ("val_acc", "test_acc", "size_bytes", "size_ratio", "latency_ms",
+                "sparsity_actual", "peak_rss_mb"):
+        assert isinstance(result[key], float), key
+    assert result["config"]["prune.sparsity"] == 0.95 and result["avg_bits"] == 4
+    assert result["tags"]["latency_kernel"] == "float"
+    assert os.path.getsize(result["model_path"]) == result["size_bytes"]
+
+
+BAD_INPUT = [
+    (["trial", "--set", "prune.sparsity=1.5"],
+     "prune.sparsity='1.5' is not allowed; expected a number in [0.0, 1.0)"),
+    (["trial", "--set", "quant.bits=3"], "quant.bits='3' is not allowed; expected one of 4, 8"),
+    (["trial", "--set", "prune.method=lottery"], "prune.method='lottery' is not allowed"),
+    (["trial", "--set", "sparsity"], "--set 'sparsity' is not KEY=VALUE"),
+    (["trial", "--space", "missing.yaml"], "space file 'missing.yaml' not found"),
+    (["run", "--trials", "0"], "--trials must be >= 1, got 0"),
+    (["run", "--concurrency", "-1"], "--concurrency must be >= 1, got -1"),
+    (["pareto", "--experiment", "nope"], "no MLflow database at"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=lambda a: str(a)[:40])
+def test_bad_input_is_one_line(args, message, tmp_path, data_root, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GNN_SEARCH_DATA", str(data_root))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert message in lines[0]
+    assert not (tmp_path / "mlflow.db").exists(), "bad input must not create a database"
+
+
+def test_missing_dataset_is_one_line(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    # The data root is empty and PyG cannot download here: the message names the folder.
+    proc = _cli("trial", "--data-root", str(empty), cwd=tmp_path,
+                env_extra={"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert str(empty / "Cora" / "raw") in proc.stderr and "ind.cora.x" in proc.stderr

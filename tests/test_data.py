@@ -1,0 +1,65 @@
+"""Datasets load from the data root; a missing one says where and what; splits are sound."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+
+from trainables import data
+from trainables.data import DatasetMissingError, load_dataset, random_node_split, target_indegree
+
+
+def test_cora_loads_with_published_shape(data_root):
+    ds = load_dataset("planetoid", "Cora", data_root)
+    graph = ds[0]
+    assert (graph.num_nodes, graph.num_edges, ds.num_features, ds.num_classes) == (
+        2708, 10556, 1433, 7)
+    assert int(graph.train_mask.sum()) == 140 and int(graph.test_mask.sum()) == 1000
+
+
+def test_missing_dataset_names_folder_and_files(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("torch_geometric.datasets.Planetoid.download", offline)
+    with pytest.raises(DatasetMissingError) as info:
+        load_dataset("planetoid", "Cora", tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / "Cora" / "raw") in message
+    assert "ind.cora.x" in message and "ind.cora.test.index" in message
+    assert "--data-root" in message and "GNN_SEARCH_DATA" in message
+
+
+def test_unknown_loader_and_name():
+    with pytest.raises(ValueError, match="unknown dataset loader 'ogb'; allowed: planetoid"):
+        load_dataset("ogb", "arxiv")
+    with pytest.raises(ValueError, match="unknown planetoid dataset 'Kora'; allowed: Cora"):
+        load_dataset("planetoid", "Kora")
+
+
+def test_data_root_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
+    assert data.resolve_data_root() == tmp_path
+    assert data.resolve_data_root(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.delenv(data.DATA_ENV)
+    assert data.resolve_data_root() == data.DEFAULT_DATA_ROOT
+
+
+def test_random_split_is_disjoint_complete_and_seeded():
+    train, val, test = random_node_split(2708, 500, 500, seed=3)
+    assert int(val.sum()) == 500 and int(test.sum()) == 500 and int(train.sum()) == 1708
+    assert not (train & val).any() and not (train & test).any() and not (val & test).any()
+    again = random_node_split(2708, 500, 500, seed=3)
+    other = random_node_split(2708, 500, 500, seed=4)
+    assert torch.equal(val, again[1]) and not torch.equal(val, other[1])
+    with pytest.raises(ValueError, match="leave training nodes"):
+        random_node_split(100, 50, 50, seed=0)
+
+
+def test_pseudo_coordinates_are_normalized_in_degrees(data_root):
+    graph = load_dataset("planetoid", "Cora", data_root)[0]
+    pseudo = target_indegree(graph)
+    assert pseudo.shape == (graph.num_edges, 1)
+    assert float(pseudo.min()) > 0 and float(pseudo.max()) == 1.0
