@@ -94,3 +94,16 @@ def test_bad_arguments_are_clear():
         SplineConv(4, 4, dim=1, kernel_size=2, aggr="median")
     with pytest.raises(ValueError, match="need 2 entries"):
         SplineConv(4, 4, dim=2, kernel_size=[2, 3, 4])
+
+
+def test_input_dropout_matches_dropout_in_distribution():
+    from trainables.models import input_dropout
+
+    torch.manual_seed(0)
+    x = (torch.rand(400, 300) < 0.05).float() * torch.rand(400, 300)
+    out = input_dropout(x, 0.5, training=True)
+    assert torch.all(out[x == 0] == 0)
+    kept = out[x != 0] != 0
+    assert 0.45 < kept.float().mean() < 0.55
+    torch.testing.assert_close(out[x != 0][kept], x[x != 0][kept] * 2)
+    assert input_dropout(x, 0.5, training=False) is x

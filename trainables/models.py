@@ -13,6 +13,23 @@ from torch_geometric.nn import GCNConv
 from trainables.spline_conv import SplineConv
 
 
+def input_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout`` drawing random numbers only for nonzero entries.
+
+    Same distribution (zeros stay zero, survivors scale by 1 / (1 - p)); on sparse
+    bag-of-words features such as Cora's (1.3% nonzero) it is ~10x cheaper, and on CPU
+    ``F.dropout`` of the input was most of a SplineConv training epoch.
+    """
+    if not training or p == 0.0:
+        return x
+    flat = x.reshape(-1)
+    nonzero = flat.nonzero().squeeze(1)
+    kept = nonzero[torch.rand(nonzero.numel(), device=x.device) >= p]
+    out = torch.zeros_like(flat)
+    out[kept] = flat[kept] / (1.0 - p)
+    return out.view_as(x)
+
+
 class SplineNet(nn.Module):
     """The study's Cora model: two SplineConv layers (PyG's ``examples/cora.py``)."""
 
@@ -34,7 +51,7 @@ class SplineNet(nn.Module):
                                 degree=degree)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
-        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = input_dropout(x, self.dropout, self.training)
         x = F.elu(self.conv1(x, edge_index, edge_attr))
         x = F.dropout(x, p=self.dropout, training=self.training)
         return self.conv2(x, edge_index, edge_attr)
@@ -52,7 +69,7 @@ class GCN(nn.Module):
         self.conv2 = GCNConv(hidden, num_classes)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
-        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = input_dropout(x, self.dropout, self.training)
         x = F.relu(self.conv1(x, edge_index))
         x = F.dropout(x, p=self.dropout, training=self.training)
         return self.conv2(x, edge_index)
