@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -204,7 +203,6 @@ COMMANDS = {"run": cmd_run, "trial": cmd_trial, "pareto": cmd_pareto}
 
 def main(argv: list[str] | None = None) -> int:
     apply_quiet_env()
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter
     args = build_parser().parse_args(argv)
     from spaces import SpaceError
     from trainables.data import DatasetMissingError

@@ -13,6 +13,7 @@ QUIET_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keep a local Ray on 127.0.0.1
     "RAY_DEDUP_LOGS": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # no "creating tables" chatter
     "CODECARBON_LOG_LEVEL": "error",
     # Per-epoch reports carry only train_loss and val_acc; the objectives (size, latency)
     # exist only in each trial's final report, which is the one Optuna receives.
