@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from trainables.models import compression_targets, zero_fraction
-from trainables.pruning import PRUNERS, attach_masks, compute_masks
+from trainables.pruning import PRUNERS, apply_masks, compute_masks, sparsity_at
 
 
 class TwoLayer(nn.Module):
@@ -25,12 +25,12 @@ def _model(seed: int = 0) -> nn.Module:
     return TwoLayer()
 
 
-@pytest.mark.parametrize("method", ["global", "fine_grained"])
+@pytest.mark.parametrize("method", ["global", "fine_grained", "random", "regularization"])
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.99])
 def test_exact_sparsity(method, sparsity):
     model = _model()
     targets = compression_targets(model)
-    masks = compute_masks(method, targets, sparsity)
+    masks = compute_masks(method, model, targets, sparsity)
     total = sum(m.numel() for m in masks.values())
     pruned = sum(int((~m).sum()) for m in masks.values())
     assert pruned == round(sparsity * total) or (
@@ -47,7 +47,7 @@ def test_global_ranks_across_tensors():
     with torch.no_grad():
         model.b.weight.mul_(100.0)  # b's weights are all far larger than a's
     targets = compression_targets(model)
-    masks = compute_masks("global", targets, 0.5)
+    masks = compute_masks("global", model, targets, 0.5)
     assert masks["b.weight"].all(), "global ranking must prune the small tensor first"
     assert not masks["a.weight"].all()
 
@@ -55,21 +55,22 @@ def test_global_ranks_across_tensors():
 def test_magnitude_keeps_the_largest():
     model = _model()
     targets = compression_targets(model)
-    masks = compute_masks("fine_grained", targets, 0.7)
+    masks = compute_masks("fine_grained", model, targets, 0.7)
     w = model.a.weight.detach().abs()
     assert w[masks["a.weight"]].min() >= w[~masks["a.weight"]].max()
 
 
 def test_none_prunes_nothing():
-    assert compute_masks("none", compression_targets(_model()), 0.5) == {}
+    model = _model()
+    assert compute_masks("none", model, compression_targets(model), 0.5) == {}
 
 
-@pytest.mark.parametrize("method", ["global", "fine_grained"])
+@pytest.mark.parametrize("method", ["global", "fine_grained", "random"])
 def test_masks_hold_through_fine_tuning(method):
     model = _model()
     targets = compression_targets(model)
-    masks = compute_masks(method, targets, 0.8)
-    attach_masks(targets, masks)
+    masks = compute_masks(method, model, targets, 0.8)
+    apply_masks(model, masks)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1, weight_decay=0.01)
     x, y = torch.randn(64, 40), torch.randint(0, 7, (64,))
     for _ in range(20):
@@ -85,8 +86,64 @@ def test_masks_hold_through_fine_tuning(method):
 
 def test_registry_and_bad_input():
     assert {"none", "global", "fine_grained"} <= set(PRUNERS)
-    targets = compression_targets(_model())
+    model = _model()
+    targets = compression_targets(model)
     with pytest.raises(ValueError, match="unknown pruning method 'magic'; allowed: none"):
-        compute_masks("magic", targets, 0.5)
+        compute_masks("magic", model, targets, 0.5)
     with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\), got 1.0"):
-        compute_masks("global", targets, 1.0)
+        compute_masks("global", model, targets, 1.0)
+    with pytest.raises(ValueError, match="unknown pruning schedule 'linear'; allowed: one_shot"):
+        sparsity_at(1, 0, 10, 0.5, "linear")
+
+
+def test_random_is_not_magnitude_and_is_seeded():
+    model = _model()
+    targets = compression_targets(model)
+    a = compute_masks("random", model, targets, 0.5, seed=1)
+    b = compute_masks("random", model, targets, 0.5, seed=1)
+    c = compute_masks("random", model, targets, 0.5, seed=2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    magnitude = compute_masks("global", model, targets, 0.5)
+    assert not all(torch.equal(a[k], magnitude[k]) for k in a)
+
+
+def test_gradual_schedule_is_cubic_monotone_and_reaches_target():
+    values = [sparsity_at(e, 0, 20, 0.9, "gradual") for e in range(1, 21)]
+    assert values == sorted(values) and values[0] > 0
+    assert values[14] == pytest.approx(0.9) and values[-1] == pytest.approx(0.9)  # 75% of 20
+    # cubic: most pruning happens early
+    assert values[4] > 0.9 * (5 / 15)
+    assert [sparsity_at(e, 0, 20, 0.9, "one_shot") for e in (1, 20)] == [0.9, 0.9]
+    # after a regularization phase (start=10) nothing is pruned before epoch 11
+    assert sparsity_at(10, 10, 20, 0.9, "one_shot") == 0.0
+    assert sparsity_at(11, 10, 20, 0.9, "one_shot") == 0.9
+
+
+def test_gradual_masks_are_nested():
+    model = _model()
+    targets = compression_targets(model)
+    previous = None
+    for sparsity in (0.2, 0.5, 0.8):
+        masks = compute_masks("global", model, targets, sparsity)
+        apply_masks(model, masks)
+        if previous is not None:
+            assert all(torch.all(masks[k] <= previous[k]) for k in masks)
+        previous = masks
+
+
+@pytest.mark.parametrize("kind", ["l1", "group_lasso"])
+def test_regularization_penalty_drives_weights_down(kind):
+    from trainables.pruning import penalty
+
+    model = _model()
+    targets = compression_targets(model)
+    before = penalty(targets, kind).item()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(50):
+        optimizer.zero_grad()
+        penalty(targets, kind).backward()
+        optimizer.step()
+    assert penalty(targets, kind).item() < 0.8 * before
+    with pytest.raises(ValueError, match="unknown penalty 'l3'"):
+        penalty(targets, "l3")

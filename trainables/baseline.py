@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from trainables.models import build_model
 from trainables.storage import load_state, save_model
+from trainables.tasks import train_step
 
 CACHE_ENV = "GNN_SEARCH_CACHE"
 CACHE_VERSION = 1  # bump when training code changes what a cached baseline would be
@@ -78,7 +79,7 @@ def train_baseline(
         disable=None if progress else True,  # None: off when stderr is not a terminal
     )
     for _ in bar:
-        loss = task.train_step(model, optimizer)
+        loss = train_step(task, model, optimizer)
         metrics = task.evaluate(model)
         if metrics[task.search_metric] > best_val:
             best_val, best_metrics = metrics[task.search_metric], metrics

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.pruning import PRUNERS
+from trainables.pruning import PENALTIES, PRUNERS
+from trainables.pruning import SCHEDULES as PRUNE_SCHEDULES
 from trainables.quantization import QUANTIZERS, SUPPORTED_BITS
 from trainables.schedules import SCHEDULES
 
@@ -65,19 +66,28 @@ PARAMS: dict[str, Param] = {
     "prune.method": Param("choice", tuple(PRUNERS), help="pruning method"),
     "prune.sparsity": Param("float", low=0.0, high=1.0, high_open=True,
                             help="fraction of compressible weights set to zero"),
+    "prune.schedule": Param("choice", PRUNE_SCHEDULES,
+                            help="one_shot, or gradual (cubic ramp, Zhu & Gupta 2017)"),
+    "prune.penalty": Param("choice", PENALTIES, help="regularization: l1 or group_lasso"),
+    "prune.strength": Param("float", low=0.0, high=10.0,
+                            help="regularization: weight of the penalty in the loss"),
     "quant.method": Param("choice", tuple(QUANTIZERS), help="quantization method"),
     "quant.bits": Param("choice", SUPPORTED_BITS, help="integer bit-width of weights"),
     "finetune.epochs": Param("int", low=0, high=10_000, help="fine-tuning epochs after pruning"),
     "finetune.lr": Param("float", low=1e-8, high=10.0, help="fine-tuning learning rate (Adam)"),
     "finetune.schedule": Param("choice", tuple(SCHEDULES), help="learning-rate schedule"),
     "finetune.weight_decay": Param("float", low=0.0, high=1.0, help="Adam weight decay"),
+    "finetune.grad_clip": Param("float", low=0.0, high=1e6,
+                                help="max gradient norm, 0 = no clipping"),
 }
 
 
 def is_active(key: str, config: dict[str, Any]) -> bool:
     """Whether ``key`` applies given the other choices in ``config``."""
-    if key == "prune.sparsity":
+    if key in ("prune.sparsity", "prune.schedule"):
         return config.get("prune.method", "none") != "none"
+    if key in ("prune.penalty", "prune.strength"):
+        return config.get("prune.method", "none") == "regularization"
     if key == "quant.bits":
         return config.get("quant.method", "fp32") != "fp32"
     return True

@@ -32,15 +32,23 @@ class NodeClassification:
     num_classes: int
     search_metric: str = "val_acc"
 
-    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> float:
-        """One full-batch gradient step; returns the training loss."""
-        model.train()
-        optimizer.zero_grad()
+    def loss(self, model: nn.Module) -> Tensor:
+        """Training loss of one full-batch forward (the model is in training mode)."""
         out = model(self.x, self.edge_index, self.edge_attr)
-        loss = F.cross_entropy(out[self.train_mask], self.y[self.train_mask])
-        loss.backward()
-        optimizer.step()
-        return loss.item()
+        return F.cross_entropy(out[self.train_mask], self.y[self.train_mask])
+
+    def example_inputs(self) -> tuple[Tensor, ...]:
+        """Inputs of one forward, for tracing (structured pruning) and calibration."""
+        return (self.x, self.edge_index, self.edge_attr)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.x.size(0)
+
+    @property
+    def calibration_rows(self) -> Tensor:
+        """Rows PTQ calibrates activation ranges on: the training nodes."""
+        return self.train_mask
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -89,6 +97,27 @@ def build_node_classification(
         num_features=ds.num_features,
         num_classes=ds.num_classes,
     )
+
+
+def train_step(
+    task,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    extra_loss: Callable[[], Tensor | None] | None = None,
+    grad_clip: float = 0.0,
+) -> float:
+    """One gradient step on ``task.loss`` (+ ``extra_loss()``); returns the total loss."""
+    model.train()
+    optimizer.zero_grad()
+    loss = task.loss(model)
+    extra = extra_loss() if extra_loss is not None else None
+    if extra is not None:
+        loss = loss + extra
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
 
 
 TASKS: dict[str, Callable[..., Any]] = {
