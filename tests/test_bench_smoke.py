@@ -26,3 +26,20 @@ def test_spline_conv_bench_quick(data_root):
     assert last.startswith("speedup_x=")
     # generous floor for a noisy shared machine; the target (100x) is checked in RESULTS.md
     assert float(last.split("=")[1]) > 20
+
+
+@pytest.mark.slow
+def test_compression_bench_quick(data_root, cache_dir):
+    proc = subprocess.run(
+        [sys.executable, "bench/compression.py", "--quick", "--no-write",
+         "--data-root", str(data_root), "--cache-dir", str(cache_dir)],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("size_ratio 90%=")
+    ratios = dict(part.split("=") for part in last.removeprefix("size_ratio ").split())
+    # the size targets are deterministic (file lengths), so CI holds them
+    assert float(ratios["90%"]) <= 0.15 and float(ratios["int8"]) <= 0.27
+    assert float(ratios["int4"]) <= 0.14 and float(ratios["90%+int8"]) <= 0.07

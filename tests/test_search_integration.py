@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from analysis.load import load_trials
 from trainables.cycle import load_compressed
+from trainables.pruning import PRUNERS
 from trainables.storage import load_state
 
 
@@ -48,7 +49,7 @@ def test_two_trial_search_end_to_end(data_root, cache_dir, tmp_path, cora_task):
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         params = child.data.params
-        assert params["prune.method"] in ("global", "fine_grained", "none")
+        assert params["prune.method"] in PRUNERS
         assert {"quant.method", "finetune.epochs", "finetune.lr", "finetune.schedule"} <= set(
             params)
         metrics = child.data.metrics

@@ -115,3 +115,21 @@ def test_missing_file():
     with pytest.raises(SpaceError, match="space file 'nope.yaml' not found; give a path or one "
                                          "of: cora_node"):
         load_space("nope.yaml")
+
+
+def test_regularization_parameters_only_with_regularization(tmp_path):
+    text = VALID.replace("[global, none]", "[regularization, global]") + (
+        "  prune.penalty: [l1, group_lasso]\n"
+        "  prune.strength: {low: 1.0e-6, high: 1.0e-3, log: true}\n"
+        "  prune.schedule: [one_shot, gradual]\n")
+    space = load_space(_write(tmp_path, text))
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(30):
+        trial = study.ask()
+        space.define_by_run(trial)
+        regularized = trial.params["prune.method"] == "regularization"
+        assert ("prune.penalty" in trial.params) == regularized
+        assert ("prune.strength" in trial.params) == regularized
+        assert "prune.schedule" in trial.params
+        study.tell(trial, [0.5, 1.0])
