@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import append_result
 from trainables.baseline import get_baseline
 from trainables.cycle import run_cycle
+from trainables.measure import MeasureSettings
 from trainables.pruning import PRUNERS
 from trainables.quantization import QUANTIZERS, SUPPORTED_BITS
 from trainables.tasks import build_task
@@ -33,8 +34,8 @@ TRAINING = {"epochs": 200, "lr": 0.01, "weight_decay": 5e-3}  # the bundled spac
 
 
 def cycle(task, baseline, config, workdir):
-    result = run_cycle(config, task, baseline, lambda r: None, workdir, latency_warmup=2,
-                       latency_repeats=10)
+    result = run_cycle(config, task, baseline, lambda r: None, workdir,
+                       measure_settings=MeasureSettings(energy_window_s=0))
     return result.metrics
 
 

@@ -22,6 +22,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "$GNN_SEARCH_CACHE, else ~/.cache/gnn-search)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of each trial "
                    "(default: 0)")
+    p.add_argument("--latency-threads", type=int, metavar="N",
+                   help="measure latency and energy with N torch threads (default: as the "
+                        "trial runs; 1 inside Ray trials)")
+    p.add_argument("--energy-window", type=float, default=1.0, metavar="S",
+                   help="seconds of back-to-back inference to measure energy over; 0 = no "
+                        "energy figures (default: 1.0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +89,12 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     return overrides
 
 
+def _measure_settings(args):
+    from trainables.measure import MeasureSettings
+
+    return MeasureSettings(threads=args.latency_threads, energy_window_s=args.energy_window)
+
+
 def cmd_run(args) -> int:
     from analysis.load import load_trials
     from analysis.report import pareto_table, render
@@ -91,13 +103,14 @@ def cmd_run(args) -> int:
     from spaces import load_space
 
     space = load_space(args.space)
+    _measure_settings(args)  # bad values fail before any work
     name = args.name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = SearchSettings(
         name=name, trials=args.trials, concurrency=args.concurrency,
         tracking_uri=args.tracking_uri or default_tracking_uri(),
         storage=Path(args.storage or Path.cwd() / "ray_results").resolve(),
         data_root=args.data_root, cache_dir=args.cache_dir, seed=args.seed,
-        address=args.address, progress=not args.quiet,
+        address=args.address, progress=not args.quiet, measure=_measure_settings(args),
     )
     outcome = run_search(space, settings)
     print(f"\nSearch {name!r}: {outcome.completed} trials finished, {outcome.failed} failed, "
@@ -132,6 +145,7 @@ def cmd_trial(args) -> int:
 
     space = load_space(args.space)
     config = space.with_overrides(_parse_sets(args.set))
+    measure_settings = _measure_settings(args)  # bad values fail before any work
     dataset = space.dataset.model_dump()
     task = build_task(space.task, dataset, args.data_root, space.baseline.seed)
     baseline, _ = get_baseline(
@@ -141,7 +155,7 @@ def cmd_trial(args) -> int:
     )
     epochs: list[dict] = []
     result = run_cycle(config, task, baseline, epochs.append, Path(args.out).resolve(),
-                       seed=args.seed)
+                       seed=args.seed, measure_settings=measure_settings)
     if args.json:
         print(json.dumps({**result.metrics, "tags": result.tags, "config": config,
                           "model_path": str(result.model_path),

@@ -27,6 +27,7 @@ from search.tracking import MlflowTrialCallback, SearchRun, default_tracking_uri
 from spaces import SearchSpace
 from trainables.baseline import Baseline, get_baseline
 from trainables.cycle import run_cycle
+from trainables.measure import MeasureSettings
 from trainables.tasks import build_task
 
 OBJECT_STORE_BYTES = 512 * 2**20  # Ray's default takes 30% of RAM; trials share ~20 MB
@@ -45,8 +46,7 @@ class SearchSettings:
     cache_dir: str | None = None
     seed: int = 0
     address: str | None = None  # None: start a local Ray instance
-    latency_warmup: int = 5
-    latency_repeats: int = 30
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
     progress: bool = True
 
 
@@ -98,7 +98,8 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
 
 
 def trial_fn(
-    config: dict[str, Any], task, baseline: Baseline, seed: int, latency: tuple[int, int]
+    config: dict[str, Any], task, baseline: Baseline, seed: int,
+    measure_settings: MeasureSettings,
 ) -> None:
     """Ray Tune function trainable: one compress-and-fine-tune cycle."""
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint
@@ -106,7 +107,7 @@ def trial_fn(
     try:
         result = run_cycle(
             config, task, baseline, report=tune.report, out_dir=out_dir, seed=seed,
-            latency_warmup=latency[0], latency_repeats=latency[1],
+            measure_settings=measure_settings,
         )
         tune.report(
             {**result.metrics, "tags": result.tags},
@@ -185,7 +186,7 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
         trainable = tune.with_resources(
             tune.with_parameters(
                 trial_fn, task=task, baseline=baseline, seed=settings.seed,
-                latency=(settings.latency_warmup, settings.latency_repeats),
+                measure_settings=settings.measure,
             ),
             {"cpu": 1},
         )

@@ -41,6 +41,13 @@ def cache_dir(tmp_path_factory) -> Path:
     return Path(os.environ.get("GNN_SEARCH_CACHE") or tmp_path_factory.mktemp("cache"))
 
 
+def fast_measure():
+    """Minimal measurement for tests that do not test measurement."""
+    from trainables.measure import MeasureSettings
+
+    return MeasureSettings(warmup=0, min_repeats=1, max_repeats=1, energy_window_s=0)
+
+
 CORA = {"loader": "planetoid", "name": "Cora", "split": "random", "num_val": 500, "num_test": 500}
 SPLINE = {"name": "spline", "kwargs": {"hidden": 16, "kernel_size": 2, "dropout": 0.5}}
 

@@ -37,12 +37,17 @@ def test_trial_json(data_root, cache_dir, tmp_path):
     proc = _cli("trial", "--set", "prune.method=global", "--set", "prune.sparsity=0.95",
                 "--set", "quant.method=qat", "--set", "quant.bits=4",
                 "--set", "finetune.epochs=3", "--json", "--out", str(tmp_path / "m"),
+                "--latency-threads", "1", "--energy-window", "0.3",
                 "--data-root", str(data_root), "--cache-dir", str(cache_dir), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     for key in ("val_acc", "test_acc", "size_bytes", "size_ratio", "latency_ms",
-                "sparsity_actual", "peak_rss_mb"):
+                "sparsity_actual", "peak_rss_mb", "energy_mj", "cpu_percent", "trial_energy_j",
+                "params_nonzero", "latency_ms_p10", "latency_ms_p90"):
         assert isinstance(result[key], float), key
+    assert result["tags"]["latency_threads"] == "1"
+    assert result["tags"]["energy_source"]
+    assert not (tmp_path / "emissions.csv").exists(), "codecarbon must write no files"
     assert result["config"]["prune.sparsity"] == 0.95 and result["avg_bits"] == 4
     assert result["tags"]["latency_kernel"] == "float"
     assert os.path.getsize(result["model_path"]) == result["size_bytes"]
@@ -58,6 +63,8 @@ BAD_INPUT = [
     (["run", "--trials", "0"], "--trials must be >= 1, got 0"),
     (["run", "--concurrency", "-1"], "--concurrency must be >= 1, got -1"),
     (["pareto", "--experiment", "nope"], "no MLflow database at"),
+    (["trial", "--energy-window", "-1"], "energy window must be >= 0 s (0 = no energy), got -1.0"),
+    (["run", "--latency-threads", "0"], "threads must be >= 1, got 0"),
 ]
 
 

@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from tests.conftest import CORA
+from tests.conftest import CORA, fast_measure
 from trainables.cycle import load_compressed, run_cycle
 from trainables.models import MODELS
 from trainables.pruning import PRUNERS, SCHEDULES
@@ -52,7 +52,7 @@ def _config(prune, schedule, quant, bits, epochs=4, sparsity=SPARSITY):
 def test_contract(prune, schedule, quant, bits, model, cora_task, baselines, tmp_path):
     reports = []
     result = run_cycle(_config(prune, schedule, quant, bits), cora_task, baselines[model],
-                       reports.append, tmp_path, latency_warmup=0, latency_repeats=1)
+                       reports.append, tmp_path, measure_settings=fast_measure())
     m = result.metrics
     assert len(reports) == 4 and m["val_acc"] > 0.3
     # sparsity reached: within 1% of the target (quantization can only add zeros; structured
@@ -81,8 +81,8 @@ def test_contract(prune, schedule, quant, bits, model, cora_task, baselines, tmp
 def test_size_is_monotone_in_sparsity(prune, model, cora_task, baselines, tmp_path):
     sizes = [
         run_cycle(_config(prune, "one_shot", "fp32", None, epochs=0, sparsity=s), cora_task,
-                  baselines[model], lambda r: None, tmp_path / str(s), latency_repeats=1
-                  ).metrics["size_bytes"]
+                  baselines[model], lambda r: None, tmp_path / str(s),
+                  measure_settings=fast_measure()).metrics["size_bytes"]
         for s in (0.3, 0.6, 0.9)
     ]
     assert sizes[0] > sizes[1] > sizes[2], sizes
@@ -95,7 +95,7 @@ def test_size_is_monotone_in_bits(quant, model, cora_task, baselines, tmp_path):
     sizes = {
         bits: run_cycle(_config("global", "one_shot", quant if bits else "fp32", bits, epochs=0),
                         cora_task, baselines[model], lambda r: None, tmp_path / str(bits),
-                        latency_repeats=1).metrics["size_bytes"]
+                        measure_settings=fast_measure()).metrics["size_bytes"]
         for bits in (None, 8, 4)
     }
     assert sizes[None] > sizes[8] > sizes[4], sizes

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
 
+from tests.conftest import fast_measure
 from trainables.cycle import load_compressed, run_cycle
+from trainables.measure import MeasureSettings
 from trainables.models import compression_targets
 from trainables.storage import load_state
 
@@ -27,7 +30,8 @@ CONFIGS = [
 def test_cycle_end_to_end(config, cora_task, cora_baseline, tmp_path):
     reports: list[dict] = []
     result = run_cycle(config, cora_task, cora_baseline, reports.append, tmp_path,
-                       latency_warmup=1, latency_repeats=3)
+                       measure_settings=MeasureSettings(warmup=1, min_repeats=3,
+                                                        energy_window_s=0.2))
     m = result.metrics
     # per-epoch reports, in order, with the search metric
     assert [r["epoch"] for r in reports] == list(range(1, config["finetune.epochs"] + 1))
@@ -59,6 +63,11 @@ def test_cycle_end_to_end(config, cora_task, cora_baseline, tmp_path):
     assert m["latency_ms_p10"] <= m["latency_ms"] <= m["latency_ms_p90"]
     assert m["val_acc"] > 0.5 and m["peak_rss_mb"] > 50
     assert result.tags["latency_kernel"] == "float"
+    assert m["energy_mj"] > 0 and m["trial_energy_j"] > m["energy_mj"] / 1000
+    assert 0 < m["cpu_percent"] <= 100 * (os.cpu_count() or 1) + 5
+    assert result.tags["energy_source"] in ("rapl", "nvml") or result.tags[
+        "energy_source"].startswith("estimate:")
+    assert result.tags["peak_rss_scope"] in ("trial", "process")
 
 
 def test_compression_shrinks_the_file_in_order(cora_task, cora_baseline, tmp_path):
@@ -71,7 +80,7 @@ def test_compression_shrinks_the_file_in_order(cora_task, cora_baseline, tmp_pat
                         "prune.sparsity": 0.9},
     }.items():
         result = run_cycle(config, cora_task, cora_baseline, lambda r: None, tmp_path / name,
-                           latency_warmup=0, latency_repeats=1)
+                           measure_settings=fast_measure())
         sizes[name] = result.metrics["size_bytes"]
     assert sizes["fp32"] / sizes["int8"] > 3.8
     assert sizes["fp32"] / sizes["int4"] > 7.0
@@ -82,7 +91,7 @@ def test_compression_shrinks_the_file_in_order(cora_task, cora_baseline, tmp_pat
 def test_cycle_does_not_touch_the_baseline(cora_task, cora_baseline, tmp_path):
     before = {k: v.clone() for k, v in cora_baseline.state.items()}
     run_cycle({"prune.method": "global", "prune.sparsity": 0.9, "finetune.epochs": 2},
-              cora_task, cora_baseline, lambda r: None, tmp_path, latency_repeats=1)
+              cora_task, cora_baseline, lambda r: None, tmp_path, measure_settings=fast_measure())
     assert all(torch.equal(before[k], v) for k, v in cora_baseline.state.items())
 
 

@@ -116,12 +116,14 @@ def run_cycle(
     report: Report,
     out_dir: str | Path,
     seed: int = 0,
-    latency_warmup: int = 5,
-    latency_repeats: int = 30,
+    measure_settings: measure.MeasureSettings | None = None,
 ) -> CycleResult:
     """Compress ``baseline`` as ``config`` says, fine-tune, save, reload, evaluate, measure."""
     started = time.perf_counter()
     config = validate_config({**DEFAULTS, **config})
+    settings = measure_settings or measure.MeasureSettings()
+    rss_scope = "trial" if measure.reset_peak_rss() else "process"
+    trial_tracker = measure.energy_tracker() if settings.energy_window_s > 0 else None
     torch.manual_seed(seed)
     model = baseline.build()
     targets = compression_targets(model)
@@ -220,7 +222,7 @@ def run_cycle(
     _check_round_trip(model, reloaded, path)
     scores = task.evaluate(reloaded)
     final_targets = compression_targets(reloaded)
-    latency = measure.measure_latency(task.inference(reloaded), latency_warmup, latency_repeats)
+    cost, cost_tags = measure.measure_inference(task.inference(reloaded), settings)
     nonzero = sum(int((t.tensor != 0).sum()) for t in final_targets.values())
     stored = sum(t.tensor.numel() for t in final_targets.values())
     metrics = {
@@ -232,20 +234,19 @@ def run_cycle(
         "avg_bits": float(bits) if quantized else 32.0,
         "act_avg_bits": quantizer.activation_bits(reloaded, bits),
         "weights_stored": float(stored),
-        "latency_ms": latency.median_ms,
-        "latency_ms_p10": latency.p10_ms,
-        "latency_ms_p90": latency.p90_ms,
+        **cost,
         "peak_rss_mb": measure.peak_rss_mb(),
         "finetune_s": finetune_s,
         "finetune_best_epoch": float(best[1]) if best is not None else 0.0,
         "cycle_s": time.perf_counter() - started,
     }
+    if trial_tracker is not None:
+        metrics["trial_energy_j"] = measure.stop_joules(trial_tracker)
     tags = {
         "latency_kernel": "float",  # weights are dequantized; no integer kernel runs
-        "latency_threads": str(latency.threads),
-        "latency_repeats": str(latency.repeats),
-        "latency_warmup": str(latency.warmup),
+        **cost_tags,
         "latency_mode": "full_graph",
+        "peak_rss_scope": rss_scope,
         "roundtrip": "exact",
         "storage_layouts": ",".join(
             f"{e['name']}:{e['layout']}{'/int' + str(e['bits']) if e['bits'] else ''}"

@@ -1,17 +1,60 @@
-"""Measurement helpers with explicit warm-up and repeat counts.
+"""What a compressed model costs to run: latency, energy, CPU and memory, measured honestly.
 
-The timed window holds only the call being measured: no sampling, no sleeps, no I/O.
+Protocol (README, "How we measure"):
+
+* latency: ``warmup`` untimed calls, then timed calls in blocks of ``min_repeats`` until the
+  median moves by less than ``rel_tol`` from one block to the next (or ``max_repeats``);
+  each timed window holds only the call. Median and 10th/90th percentiles are reported.
+* energy: the call repeated back to back for at least ``energy_window_s`` under a codecarbon
+  tracker (offline, writes no files), divided by the number of calls. ``energy_source`` says
+  whether a hardware counter (RAPL) or codecarbon's load-based estimate produced it.
+* CPU: process CPU time / wall time over the same window (100 = one core busy).
+* memory: the process's peak resident set (``VmHWM``), reset at the start of each trial
+  where the kernel allows it, so the figure includes tensor memory and belongs to the trial.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import torch
+
+ENERGY_COUNTRY = "USA"  # needed by codecarbon offline; only its CO2 figures depend on it
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How hard to measure. Defaults suit a full-graph Cora forward of a few milliseconds."""
+
+    warmup: int = 5
+    min_repeats: int = 20
+    max_repeats: int = 400
+    rel_tol: float = 0.02
+    energy_window_s: float = 1.0
+    threads: int | None = None  # None: as the process runs (1 inside Ray trials)
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.min_repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.min_repeats}")
+        if self.max_repeats < self.min_repeats:
+            raise ValueError(f"max_repeats ({self.max_repeats}) must be >= min_repeats "
+                             f"({self.min_repeats})")
+        if not self.rel_tol > 0:
+            raise ValueError(f"rel_tol must be > 0, got {self.rel_tol}")
+        if not self.energy_window_s >= 0:
+            raise ValueError(f"energy window must be >= 0 s (0 = no energy), got "
+                             f"{self.energy_window_s}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -24,42 +67,173 @@ class LatencyStats:
     repeats: int
     warmup: int
     threads: int
+    stable: bool  # the median settled within rel_tol before max_repeats
 
 
-def measure_latency(fn: Callable[[], object], warmup: int = 5, repeats: int = 30) -> LatencyStats:
-    """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones."""
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        fn()
+@dataclass(frozen=True)
+class EnergyStats:
+    energy_mj: float  # per call
+    calls: int
+    window_s: float
+    cpu_percent: float
+    source: str
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run with ``threads`` torch threads (None: unchanged); yields the count in force."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _time_calls(fn: Callable[[], object], count: int) -> list[float]:
     times = []
-    for _ in range(repeats):
+    for _ in range(count):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def measure_latency(
+    fn: Callable[[], object],
+    warmup: int = 5,
+    repeats: int = 20,
+    max_repeats: int | None = None,
+    rel_tol: float = 0.02,
+) -> LatencyStats:
+    """Median latency of ``fn()`` in ms after ``warmup`` calls; adds blocks of ``repeats``
+    timed calls until the median is stable within ``rel_tol`` (or ``max_repeats``)."""
+    settings = MeasureSettings(warmup=warmup, min_repeats=repeats,
+                               max_repeats=max_repeats or repeats, rel_tol=rel_tol)
+    _time_calls(fn, settings.warmup)
+    times = _time_calls(fn, settings.min_repeats)
+    median, stable = statistics.median(times), settings.max_repeats == settings.min_repeats
+    while len(times) + settings.min_repeats <= settings.max_repeats and not stable:
+        times += _time_calls(fn, settings.min_repeats)
+        new = statistics.median(times)
+        stable = abs(new - median) <= settings.rel_tol * median
+        median = new
     if len(times) >= 2:
         deciles = statistics.quantiles(times, n=10, method="inclusive")
         p10, p90 = deciles[0], deciles[-1]
     else:
         p10 = p90 = times[0]
-    return LatencyStats(
-        median_ms=statistics.median(times),
-        p10_ms=p10,
-        p90_ms=p90,
-        repeats=repeats,
-        warmup=warmup,
-        threads=torch.get_num_threads(),
+    return LatencyStats(median, p10, p90, len(times), settings.warmup, torch.get_num_threads(),
+                        stable)
+
+
+def energy_tracker():
+    """A started codecarbon tracker: offline, quiet, no files, this process only."""
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)
+    from codecarbon import OfflineEmissionsTracker
+
+    tracker = OfflineEmissionsTracker(
+        country_iso_code=ENERGY_COUNTRY, save_to_file=False, log_level="error",
+        measure_power_secs=1, tracking_mode="process", allow_multiple_runs=True,
+    )
+    tracker.start()
+    return tracker
+
+
+def energy_source(tracker) -> str:
+    """``rapl`` / ``nvml`` for hardware counters, else ``estimate:<codecarbon mode>``."""
+    modes = []
+    for device in getattr(tracker, "_hardware", []):
+        name = type(device).__name__
+        if name == "GPU":
+            modes.append("nvml")
+        elif name == "CPU":
+            mode = str(getattr(device, "_mode", "unknown"))
+            modes.append("rapl" if "rapl" in mode else f"estimate:{mode}")
+    return "+".join(modes) or "estimate:unknown"
+
+
+def stop_joules(tracker) -> float:
+    """Stop ``tracker``; the energy it saw in joules (CPU + RAM, as codecarbon counts)."""
+    tracker.stop()
+    return float(tracker.final_emissions_data.energy_consumed) * 3.6e6  # kWh -> J
+
+
+def measure_energy(fn: Callable[[], object], window_s: float = 1.0) -> EnergyStats:
+    """Energy per call of ``fn()`` over >= ``window_s`` seconds of back-to-back calls."""
+    if not window_s > 0:
+        raise ValueError(f"energy window must be > 0 s, got {window_s}")
+    process = psutil.Process()
+    tracker = energy_tracker()
+    cpu_start, wall_start, calls = process.cpu_times(), time.perf_counter(), 0
+    while time.perf_counter() - wall_start < window_s:
+        fn()
+        calls += 1
+    wall = time.perf_counter() - wall_start
+    cpu_end = process.cpu_times()
+    joules = stop_joules(tracker)
+    cpu = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
+    return EnergyStats(
+        energy_mj=joules * 1e3 / calls, calls=calls, window_s=wall,
+        cpu_percent=100.0 * cpu / wall, source=energy_source(tracker),
     )
 
 
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs); False where unsupported."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (includes tensor memory)."""
+    """Peak resident memory of this process in MiB since the last reset (includes tensors)."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     info = psutil.Process().memory_info()
     peak = getattr(info, "peak_wset", None)  # Windows
     if peak is None:
         import resource
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return peak / 2**20
+
+
+def measure_inference(fn: Callable[[], object], settings: MeasureSettings) -> tuple[
+        dict[str, float], dict[str, str]]:
+    """Latency, energy and CPU of ``fn()`` as metrics (units in names) and tags."""
+    start = time.perf_counter()
+    with torch_threads(settings.threads) as threads:
+        latency = measure_latency(fn, settings.warmup, settings.min_repeats,
+                                  settings.max_repeats, settings.rel_tol)
+        energy = (measure_energy(fn, settings.energy_window_s)
+                  if settings.energy_window_s > 0 else None)
+    metrics = {
+        "latency_ms": latency.median_ms,
+        "latency_ms_p10": latency.p10_ms,
+        "latency_ms_p90": latency.p90_ms,
+    }
+    tags = {
+        "latency_threads": str(threads),
+        "latency_repeats": str(latency.repeats),
+        "latency_warmup": str(latency.warmup),
+        "latency_stable": str(latency.stable).lower(),
+    }
+    if energy is not None:
+        metrics.update({"energy_mj": energy.energy_mj, "cpu_percent": energy.cpu_percent})
+        tags.update({"energy_source": energy.source, "energy_calls": str(energy.calls),
+                     "energy_window_s": f"{energy.window_s:.2f}"})
+    metrics["measure_s"] = time.perf_counter() - start
+    return metrics, tags
+
