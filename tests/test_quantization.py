@@ -153,3 +153,19 @@ def test_a2q_learns_per_node_bits_and_freezes_exactly():
     torch.testing.assert_close(q(x, edges), before, rtol=0, atol=0)
     with pytest.raises(ValueError, match="learned bit-widths for 30 nodes; this graph has 5"):
         q(torch.randn(5, 6), edges)
+
+
+def test_eval_cache_reuses_only_the_same_unmodified_input():
+    q = RangeActQuant(4).train()
+    x = torch.rand(20, 3)
+    q(x, _edges(20))
+    q.eval()
+    with torch.no_grad():
+        first = q(x, _edges(20))
+        assert q(x, _edges(20)) is first
+        x.mul_(0.5)  # in place: the version changes, the cache must not answer
+        assert not torch.equal(q(x, _edges(20)), first)
+        other = x.clone()
+        assert q(other, _edges(20)) is not q._cache[3] or q._cache[0] is other
+    with torch.inference_mode():
+        assert torch.equal(q(x.clone(), _edges(20)), fake_quant_affine(x, q.lo, q.hi, 4))

@@ -20,7 +20,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -112,8 +112,16 @@ def measure_latency(
     settings = MeasureSettings(warmup=warmup, min_repeats=repeats,
                                max_repeats=max_repeats or repeats, rel_tol=rel_tol)
     _time_calls(fn, settings.warmup)
-    times = _time_calls(fn, settings.min_repeats)
-    median, stable = statistics.median(times), settings.max_repeats == settings.min_repeats
+    return _settle(fn, [], settings)
+
+
+def _settle(fn: Callable[[], object], times: list[float], settings: MeasureSettings
+            ) -> LatencyStats:
+    """Extend ``times`` (already timed calls, after warm-up) to ``min_repeats``, then by
+    blocks until the median is stable or ``max_repeats``; summarize."""
+    if len(times) < settings.min_repeats:
+        times += _time_calls(fn, settings.min_repeats - len(times))
+    median, stable = statistics.median(times), len(times) >= settings.max_repeats
     while len(times) + settings.min_repeats <= settings.max_repeats and not stable:
         times += _time_calls(fn, settings.min_repeats)
         new = statistics.median(times)
@@ -160,15 +168,21 @@ def stop_joules(tracker) -> float:
     return float(tracker.final_emissions_data.energy_consumed) * 3.6e6  # kWh -> J
 
 
-def measure_energy(fn: Callable[[], object], window_s: float = 1.0) -> EnergyStats:
-    """Energy per call of ``fn()`` over >= ``window_s`` seconds of back-to-back calls."""
+def measure_energy(
+    fn: Callable[[], object], window_s: float = 1.0, times: list[float] | None = None
+) -> EnergyStats:
+    """Energy per call of ``fn()`` over >= ``window_s`` seconds of back-to-back calls; each
+    call's time in ms is appended to ``times`` when given."""
     if not window_s > 0:
         raise ValueError(f"energy window must be > 0 s, got {window_s}")
     process = psutil.Process()
     tracker = energy_tracker()
     cpu_start, wall_start, calls = process.cpu_times(), time.perf_counter(), 0
     while time.perf_counter() - wall_start < window_s:
+        call_start = time.perf_counter()
         fn()
+        if times is not None:
+            times.append((time.perf_counter() - call_start) * 1e3)
         calls += 1
     wall = time.perf_counter() - wall_start
     cpu_end = process.cpu_times()
@@ -212,13 +226,21 @@ def peak_rss_mb() -> float:
 
 def measure_inference(fn: Callable[[], object], settings: MeasureSettings) -> tuple[
         dict[str, float], dict[str, str]]:
-    """Latency, energy and CPU of ``fn()`` as metrics (units in names) and tags."""
+    """Latency, energy and CPU of ``fn()`` as metrics (units in names) and tags.
+
+    One pass: after warm-up, every call of the energy window is also timed, and timing
+    continues past the window only until the latency median is stable, so measuring costs
+    about ``energy_window_s`` plus warm-up.
+    """
     start = time.perf_counter()
     with torch_threads(settings.threads) as threads:
-        latency = measure_latency(fn, settings.warmup, settings.min_repeats,
-                                  settings.max_repeats, settings.rel_tol)
-        energy = (measure_energy(fn, settings.energy_window_s)
-                  if settings.energy_window_s > 0 else None)
+        _time_calls(fn, settings.warmup)
+        times: list[float] = []
+        energy = None
+        if settings.energy_window_s > 0:
+            energy = measure_energy(fn, settings.energy_window_s, times)
+        latency = _settle(fn, times, replace(settings, warmup=0))
+        latency = replace(latency, warmup=settings.warmup)
     metrics = {
         "latency_ms": latency.median_ms,
         "latency_ms_p10": latency.p10_ms,
