@@ -43,3 +43,17 @@ def test_compression_bench_quick(data_root, cache_dir):
     # the size targets are deterministic (file lengths), so CI holds them
     assert float(ratios["90%"]) <= 0.15 and float(ratios["int8"]) <= 0.27
     assert float(ratios["int4"]) <= 0.14 and float(ratios["90%+int8"]) <= 0.07
+
+
+@pytest.mark.slow
+def test_measurement_bench_quick(data_root, cache_dir):
+    proc = subprocess.run(
+        [sys.executable, "bench/measurement.py", "--quick", "--no-write",
+         "--data-root", str(data_root), "--cache-dir", str(cache_dir)],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("latency_spread=") and "int8_vs_dense=" in last
+    assert "| dense FP32 |" in proc.stdout and "aten::" in proc.stdout
