@@ -63,3 +63,12 @@ def test_pseudo_coordinates_are_normalized_in_degrees(data_root):
     pseudo = target_indegree(graph)
     assert pseudo.shape == (graph.num_edges, 1)
     assert float(pseudo.min()) > 0 and float(pseudo.max()) == 1.0
+
+
+@pytest.mark.slow
+def test_proteins_and_bbbp_load_with_published_counts(data_root):
+    proteins = load_dataset("tu", "PROTEINS", data_root)
+    assert len(proteins) == 1113 and proteins.num_classes == 2 and proteins.num_features == 3
+    bbbp = load_dataset("moleculenet", "BBBP", data_root)
+    assert len(bbbp) == 2039 and bbbp.num_node_features == 9
+    assert int(bbbp.y.sum()) == 1560
