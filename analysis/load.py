@@ -20,17 +20,17 @@ class Trials:
     excluded: dict[str, int]  # status -> count (RUNNING, FAILED, KILLED)
 
 
-def load_trials(experiments: list[str], tracking_uri: str) -> Trials:
-    """Every trial run of the named experiments; only FINISHED runs go into ``frame``.
-
-    Columns: ``run_id``, ``experiment``, ``search``, ``status``, then params (``prune.method``,
-    ...) and final metrics (``val_acc``, ``size_bytes``, ...).
-    """
+def _client(tracking_uri: str) -> MlflowClient:
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         if not db.is_file():
             raise ValueError(f"no MLflow database at {db}; pass the search's --tracking-uri")
-    client = MlflowClient(tracking_uri)
+    return MlflowClient(tracking_uri)
+
+
+def experiment_ids(client: MlflowClient, experiments: list[str], tracking_uri: str
+                   ) -> dict[str, str]:
+    """Experiment id -> name; an unknown name is a clear error listing the known ones."""
     ids = {}
     for name in experiments:
         experiment = client.get_experiment_by_name(name)
@@ -41,6 +41,46 @@ def load_trials(experiments: list[str], tracking_uri: str) -> Trials:
                 f"known: {', '.join(known) or 'none'}"
             )
         ids[experiment.experiment_id] = name
+    return ids
+
+
+def load_searches(experiments: list[str], tracking_uri: str) -> pd.DataFrame:
+    """The parent run of every search in these experiments: ``run_id``, ``experiment``,
+    ``search``, ``status``, its params (``objectives``, ...) and metrics (``baseline_*``)."""
+    client = _client(tracking_uri)
+    ids = experiment_ids(client, experiments, tracking_uri)
+    runs = client.search_runs(list(ids), filter_string=f"tags.`{ROLE_TAG}` = 'search'",
+                              order_by=["attributes.start_time DESC"], max_results=1000)
+    return pd.DataFrame([{
+        "run_id": r.info.run_id, "experiment": ids[r.info.experiment_id],
+        "search": r.data.tags.get(SEARCH_TAG, ""), "status": r.info.status,
+        **r.data.params, **r.data.metrics,
+    } for r in runs])
+
+
+# Values a parameter takes when its condition is off: pruning nothing is sparsity 0,
+# keeping float weights is 32 bits, no regularization is strength 0.
+INACTIVE = {"prune.sparsity": 0.0, "prune.schedule": "one_shot", "quant.bits": 32,
+            "prune.penalty": "none", "prune.strength": 0.0}
+
+
+def fill_inactive(frame: pd.DataFrame) -> pd.DataFrame:
+    """Trials with conditional parameters filled in with what their absence means."""
+    frame = frame.copy()
+    for column, value in INACTIVE.items():
+        if column in frame.columns:
+            frame[column] = frame[column].fillna(value)
+    return frame
+
+
+def load_trials(experiments: list[str], tracking_uri: str) -> Trials:
+    """Every trial run of the named experiments; only FINISHED runs go into ``frame``.
+
+    Columns: ``run_id``, ``experiment``, ``search``, ``status``, then params (``prune.method``,
+    ...) and final metrics (``val_acc``, ``size_bytes``, ...).
+    """
+    client = _client(tracking_uri)
+    ids = experiment_ids(client, experiments, tracking_uri)
     rows, excluded, token = [], {}, None
     while True:
         page = client.search_runs(

@@ -1,15 +1,22 @@
-"""Turn trial frames into what people read: the Pareto table as text, CSV or JSON."""
+"""Turn trial frames into what people read: the Pareto table (text, CSV, JSON) and a
+self-contained HTML report with its PNG figures."""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
+import sys
+import time
+import warnings
+from pathlib import Path
 
 import pandas as pd
 
 from analysis.pareto import pareto_front
 
-CONFIG_COLUMNS = ("prune.method", "prune.sparsity", "quant.method", "quant.bits",
-                  "finetune.epochs", "finetune.lr", "finetune.schedule")
+CONFIG_COLUMNS = ("prune.method", "prune.sparsity", "prune.schedule", "quant.method",
+                  "quant.bits", "finetune.epochs", "finetune.lr", "finetune.schedule")
 REPORTED_METRICS = ("val_acc", "test_acc", "size_bytes", "size_ratio", "sparsity_actual",
                     "latency_ms")
 FORMATS = ("table", "csv", "json")
@@ -36,3 +43,161 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
         records = json.loads(frame.to_json(orient="records"))
         return json.dumps(records, indent=2)
     raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+
+
+def baseline_metrics(searches: pd.DataFrame) -> dict[str, float]:
+    """The FP32 baseline's figures as the search's parent run recorded them."""
+    if searches.empty:
+        return {}
+    row = searches.iloc[0]
+    out = {k.removeprefix("baseline_"): float(v) for k, v in row.items()
+           if str(k).startswith("baseline_") and isinstance(v, (int, float)) and pd.notna(v)}
+    if "size_bytes" in out:
+        out["size_ratio"] = 1.0
+    return out
+
+
+def param_importances(trials: pd.DataFrame, objectives: dict[str, str]
+                      ) -> dict[str, dict[str, float]]:
+    """fANOVA importance of each varied parameter for each objective (Optuna's evaluator on
+    the finished trials; conditional parameters filled with what their absence means)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from analysis.load import fill_inactive
+
+    frame = fill_inactive(trials)
+    columns = [c for c in frame.columns if c.startswith(("prune.", "quant.", "finetune."))]
+    distributions = {}
+    for column in columns:
+        values = frame[column]
+        if values.nunique(dropna=False) < 2 or values.isna().any():
+            continue
+        if pd.api.types.is_numeric_dtype(values):
+            distributions[column] = FloatDistribution(float(values.min()), float(values.max()))
+        else:
+            distributions[column] = CategoricalDistribution(sorted(values.astype(str).unique()))
+    complete = frame.dropna(subset=list(objectives))
+    if len(complete) < 3 or not distributions:
+        return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    result = {}
+    for metric, direction in objectives.items():
+        study = optuna.create_study(direction="maximize" if direction == "max" else "minimize")
+        for _, row in complete.iterrows():
+            params = {c: (float(row[c]) if isinstance(d, FloatDistribution) else str(row[c]))
+                      for c, d in distributions.items()}
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=distributions, value=float(row[metric])))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result[metric] = optuna.importance.get_param_importances(study, normalize=True)
+    return result
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-",
+                         border=0, classes="tbl")
+
+
+def baseline_comparison(front: pd.DataFrame, objectives: dict[str, str],
+                        baseline: dict[str, float]) -> pd.DataFrame:
+    """Each Pareto configuration against the FP32 baseline: accuracy change in points,
+    size as a fraction of the baseline file."""
+    rows = [{"configuration": "FP32 baseline (dense file)",
+             **{k: baseline.get(k) for k in ("val_acc", "test_acc", "size_bytes")},
+             "val_acc change (points)": 0.0, "size_ratio": 1.0}]
+    for _, r in front.iterrows():
+        config = ", ".join(
+            f"{c}={r[c]:.3g}" if isinstance(r[c], float) else f"{c}={r[c]}"
+            for c in ("prune.method", "prune.sparsity", "quant.method", "quant.bits")
+            if c in r and pd.notna(r[c]))
+        rows.append({
+            "configuration": config, "val_acc": r.get("val_acc"), "test_acc": r.get("test_acc"),
+            "size_bytes": r.get("size_bytes"),
+            "val_acc change (points)": (r.get("val_acc") - baseline["val_acc"]) * 100
+            if "val_acc" in baseline and pd.notna(r.get("val_acc")) else None,
+            "size_ratio": r.get("size_ratio"),
+        })
+    return pd.DataFrame(rows)
+
+
+def build_report(trials: pd.DataFrame, excluded: dict[str, int], searches: pd.DataFrame,
+                 objectives: dict[str, str], out_dir: Path, constraints=(),
+                 title: str = "") -> Path:
+    """Write ``index.html`` (self-contained: figures inline, plotly.js embedded) and the PNG
+    figures into ``out_dir``; returns the HTML path."""
+    import plotly.offline
+
+    from analysis import plots
+    from analysis.pareto import apply_constraints, hypervolume, knee_point, reference_point
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    feasible = apply_constraints(trials, list(constraints))
+    front = pareto_front(feasible, objectives)
+    knee = knee_point(front, objectives)
+    baseline = baseline_metrics(searches)
+    reference = reference_point([trials], objectives)  # as `gnn-search pareto` states it
+    hv = hypervolume(front, objectives, reference)
+    pngs = plots.pareto_pngs(feasible, front, objectives, baseline, knee, out_dir)
+    importances = param_importances(trials, objectives)
+    importance_png = plots.importance_png(importances, out_dir)
+    interactive = plots.interactive_front(feasible, front, objectives, baseline).to_html(
+        full_html=False, include_plotlyjs=False, div_id="pareto-interactive")
+    parcoords = plots.parallel_coordinates(trials, objectives).to_html(
+        full_html=False, include_plotlyjs=False, div_id="parallel-coordinates")
+    table = pareto_table(feasible, objectives)
+    table.insert(0, "knee", ["*" if i == knee else "" for i in front.index])
+    summary = {
+        "finished trials": len(trials),
+        "left out (not finished)": ", ".join(f"{n} {s}" for s, n in excluded.items()) or "none",
+        "constraints": ", ".join(map(str, constraints)) or "none",
+        "meeting constraints": len(feasible),
+        "Pareto-optimal": len(front),
+        "objectives": ", ".join(f"{m}:{d}" for m, d in objectives.items()),
+        "hypervolume": f"{hv:.6g}",
+        "reference point": ", ".join(f"{m}={v:.6g}" for m, v in reference.items()),
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    sections = [
+        f"<h1>{html.escape(title or 'GNN compression search')}</h1>",
+        "<table class='tbl'>" + "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in summary.items()) + "</table>",
+        "<h2>Pareto front (hover for the configuration)</h2>", interactive,
+        "<h2>Pareto-optimal configurations</h2>", _table(table),
+        "<h2>Against the FP32 baseline</h2>",
+        _table(baseline_comparison(front, objectives, baseline)) if baseline else
+        "<p>The search recorded no baseline.</p>",
+        "<h2>Every pair of objectives</h2>", "".join(_img(p) for p in pngs),
+        "<h2>All trials</h2>", parcoords,
+        "<h2>Parameter importances</h2>",
+        _img(importance_png) if importance_png else "<p>Too few trials to estimate.</p>",
+    ]
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title or 'report')}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+.tbl {{ border-collapse: collapse; font-size: 13px; margin: 0.5em 0; }}
+.tbl th, .tbl td {{ border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
+img {{ max-width: 49%; }}
+</style>
+<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>
+</head><body>
+{"".join(sections)}
+</body></html>
+"""
+    path = out_dir / "index.html"
+    path.write_text(page)
+    return path
+
+
+if __name__ == "__main__":  # python -m analysis.report ... == gnn-search report ...
+    from search.cli import main
+
+    sys.exit(main(["report", *sys.argv[1:]]))

@@ -73,9 +73,46 @@ def build_parser() -> argparse.ArgumentParser:
                         "sqlite:///<cwd>/mlflow.db)")
     pareto.add_argument("--objectives", help="METRIC:max|min,... (default: the search's own "
                         "objectives)")
+    pareto.add_argument("--constraint", action="append", default=[], metavar="EXPR",
+                        help='keep only trials meeting EXPR, e.g. "val_acc>=0.80" (repeatable)')
     pareto.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output format (default: table)")
     pareto.add_argument("--out", help="also write the front as CSV to this file")
+
+    report = sub.add_parser("report", help="self-contained HTML report (+ PNG figures)",
+                            description="Pareto plots with the baseline, an interactive "
+                                        "front, parallel coordinates, parameter importances "
+                                        "and tables; also logged to the search's parent run.")
+    report.add_argument("--experiment", action="append", required=True, metavar="NAME",
+                        help="experiment (search) name; repeat to merge several")
+    report.add_argument("--out", required=True, help="folder for index.html and the PNGs")
+    report.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
+                        "sqlite:///<cwd>/mlflow.db)")
+    report.add_argument("--objectives", help="METRIC:max|min,... (default: the search's own)")
+    report.add_argument("--constraint", action="append", default=[], metavar="EXPR",
+                        help='e.g. "val_acc>=0.80" (repeatable)')
+    report.add_argument("--no-log", action="store_true",
+                        help="do not log the report to the search's parent MLflow run")
+
+    export = sub.add_parser("export", help="write a trial's compressed model and its config",
+                            description="Copy a trial's model file out of MLflow, with a JSON "
+                                        "sidecar (config, metrics). Load it with "
+                                        "trainables.load_compressed.")
+    export.add_argument("--run-id", required=True, help="the trial's MLflow run id")
+    export.add_argument("--out", required=True, help="model file to write (e.g. model.gnnz)")
+    export.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
+                        "sqlite:///<cwd>/mlflow.db)")
+
+    compare = sub.add_parser("compare", help="hypervolume and Pareto coverage of searches",
+                             description="Hypervolume (one shared reference point) and "
+                                         "coverage C(A, B) between the fronts of searches.")
+    compare.add_argument("--experiments", nargs="+", required=True, metavar="NAME",
+                         help="two or more experiment names")
+    compare.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
+                         "sqlite:///<cwd>/mlflow.db)")
+    compare.add_argument("--objectives", help="METRIC:max|min,... (default: the first "
+                         "search's own)")
+    compare.add_argument("--format", choices=("table", "csv", "json"), default="table")
     return parser
 
 
@@ -129,10 +166,10 @@ def cmd_run(args) -> int:
 def _print_ui_hint(tracking_uri: str, experiment_id: str, name: str) -> None:
     print("\nBrowse the trials in the MLflow UI:")
     if tracking_uri.startswith(("http://", "https://")):
-        print(f"  open {tracking_uri.rstrip('/')}/#/experiments/{experiment_id}")
+        print(f"  open {tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs")
     else:
         print(f"  mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000")
-        print(f"  then open http://127.0.0.1:5000/#/experiments/{experiment_id}")
+        print(f"  then open http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
     print(f"Pareto front again: gnn-search pareto --experiment {name}"
           + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
 
@@ -170,34 +207,117 @@ def cmd_trial(args) -> int:
     return 0
 
 
-def cmd_pareto(args) -> int:
+def _finished_trials(experiments: list[str], tracking_uri: str, objectives_text: str | None):
+    """Finished trials of ``experiments`` and the objectives to judge them by, or a one-line
+    error (no finished trials, unknown metric)."""
     from analysis.load import load_trials
     from analysis.pareto import parse_objectives
-    from analysis.report import pareto_table, render
-    from search.tracking import default_tracking_uri
 
-    tracking_uri = args.tracking_uri or default_tracking_uri()
-    trials = load_trials(args.experiment, tracking_uri)
+    trials = load_trials(experiments, tracking_uri)
     if trials.frame.empty:
         raise ValueError(
-            f"no finished trials in {', '.join(args.experiment)} "
+            f"no finished trials in {', '.join(experiments)} "
             f"(left out: {trials.excluded or 'none'})"
         )
-    objectives = parse_objectives(args.objectives or _search_objectives(args.experiment,
+    objectives = parse_objectives(objectives_text or _search_objectives(experiments,
                                                                         tracking_uri))
     unknown = [m for m in objectives if m not in trials.frame.columns]
     if unknown:
         metrics = sorted(c for c in trials.frame.columns if trials.frame[c].dtype.kind == "f")
         raise ValueError(f"unknown metric {unknown[0]!r} in --objectives; available: "
                          f"{', '.join(metrics)}")
-    table = pareto_table(trials.frame, objectives)
-    print(render(table, args.format))
+    return trials, objectives
+
+
+def cmd_pareto(args) -> int:
+    from analysis.pareto import (
+        apply_constraints,
+        hypervolume,
+        knee_point,
+        pareto_front,
+        parse_constraint,
+        reference_point,
+    )
+    from analysis.report import pareto_table, render
+    from search.tracking import default_tracking_uri
+
+    constraints = [parse_constraint(c) for c in args.constraint]
+    tracking_uri = args.tracking_uri or default_tracking_uri()
+    trials, objectives = _finished_trials(args.experiment, tracking_uri, args.objectives)
+    feasible = apply_constraints(trials.frame, constraints)
+    front = pareto_front(feasible, objectives)
+    knee = knee_point(front, objectives)
+    table = pareto_table(feasible, objectives)
+    table.insert(0, "knee", [i == knee for i in front.index])
+    shown = table.assign(knee=table["knee"].map({True: "*", False: ""})) if (
+        args.format == "table") else table
+    print(render(shown, args.format))
     if args.format == "table":
+        reference = reference_point([trials.frame], objectives)
         left = ", ".join(f"{n} {s}" for s, n in trials.excluded.items()) or "none"
-        print(f"\n{len(table)} Pareto-optimal of {len(trials.frame)} finished trials "
-              f"(not finished, left out: {left})", file=sys.stderr)
+        print(f"\n{len(table)} Pareto-optimal of {len(feasible)} trials meeting "
+              f"{len(constraints)} constraint(s), {len(trials.frame)} finished (not finished, "
+              f"left out: {left}); knee marked *; hypervolume "
+              f"{hypervolume(front, objectives, reference):.6g} against reference "
+              + ", ".join(f"{m}={v:.6g}" for m, v in reference.items()), file=sys.stderr)
     if args.out:
         Path(args.out).write_text(render(table, "csv"))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from analysis.load import load_searches
+    from analysis.pareto import parse_constraint
+    from analysis.report import build_report
+    from search.tracking import default_tracking_uri
+
+    constraints = [parse_constraint(c) for c in args.constraint]
+    tracking_uri = args.tracking_uri or default_tracking_uri()
+    trials, objectives = _finished_trials(args.experiment, tracking_uri, args.objectives)
+    searches = load_searches(args.experiment, tracking_uri)
+    out = Path(args.out).resolve()
+    path = build_report(trials.frame, trials.excluded, searches, objectives, out, constraints,
+                        title=f"Search report: {', '.join(args.experiment)}")
+    if not args.no_log and not searches.empty:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        for run_id in searches["run_id"]:
+            client.log_artifacts(run_id, str(out), artifact_path="report")
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from analysis.export import export_run
+    from search.tracking import default_tracking_uri
+
+    model, sidecar = export_run(args.run_id, args.tracking_uri or default_tracking_uri(),
+                                args.out)
+    print(f"model: {model} ({model.stat().st_size} bytes)\nconfig and metrics: {sidecar}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from analysis.compare import compare_fronts
+    from analysis.report import render
+    from search.tracking import default_tracking_uri
+
+    if len(args.experiments) < 2:
+        raise ValueError(f"--experiments needs at least two names, got {args.experiments}")
+    tracking_uri = args.tracking_uri or default_tracking_uri()
+    _, objectives = _finished_trials(args.experiments[:1], tracking_uri, args.objectives)
+    frames = {}
+    for name in args.experiments:
+        trials, _ = _finished_trials([name], tracking_uri, ",".join(
+            f"{m}:{d}" for m, d in objectives.items()))
+        frames[name] = trials.frame
+    table, reference = compare_fronts(frames, objectives)
+    print(render(table, args.format))
+    if args.format == "table":
+        print("\nreference point: " + ", ".join(f"{m}={v:.6g}" for m, v in reference.items())
+              + "; 'covers X' = fraction of X's front weakly dominated by this front",
+              file=sys.stderr)
     return 0
 
 
@@ -212,7 +332,8 @@ def _search_objectives(experiments: list[str], tracking_uri: str) -> str:
     return runs[0].data.params.get("objectives", "") if runs else "val_acc:max,size_bytes:min"
 
 
-COMMANDS = {"run": cmd_run, "trial": cmd_trial, "pareto": cmd_pareto}
+COMMANDS = {"run": cmd_run, "trial": cmd_trial, "pareto": cmd_pareto, "report": cmd_report,
+            "export": cmd_export, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

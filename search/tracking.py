@@ -44,7 +44,10 @@ def open_experiment(client: MlflowClient, name: str, artifact_root: Path | None)
             )
         return experiment.experiment_id
     location = (artifact_root / name).resolve().as_uri() if artifact_root else None
-    return client.create_experiment(name, artifact_location=location)
+    # The MLflow 3 UI opens "custom model development" experiments on their runs table
+    # (not the GenAI traces overview).
+    return client.create_experiment(name, artifact_location=location,
+                                    tags={"mlflow.experimentKind": "custom_model_development"})
 
 
 def _params(config: dict[str, Any]) -> list[Param]:

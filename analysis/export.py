@@ -1,0 +1,61 @@
+"""Export a trial's compressed model from MLflow: the file itself plus a JSON sidecar with
+its configuration and metrics. ``trainables.load_compressed`` rebuilds and runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+
+from analysis.load import ROLE_TAG, _client
+
+MODEL_ARTIFACT = "model/model.gnnz"
+
+
+def export_run(run_id: str, tracking_uri: str, out: str | Path) -> tuple[Path, Path]:
+    """Write the trial's model to ``out`` and its config + metrics to ``out`` + ``.json``."""
+    client = _client(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ValueError(f"unknown run id {run_id!r} in {tracking_uri}") from None
+    if run.data.tags.get(ROLE_TAG) != "trial":
+        raise ValueError(f"run {run_id} is not a trial (role "
+                         f"{run.data.tags.get(ROLE_TAG, 'none')!r}); export a trial's run id")
+    if run.info.status != "FINISHED":
+        raise ValueError(f"run {run_id} is {run.info.status}, not FINISHED: it has no model")
+    out = Path(out).resolve()
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name, e.g. {out / 'model.gnnz'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, MODEL_ARTIFACT, tmp)
+        except (MlflowException, OSError):
+            raise ValueError(f"run {run_id} has no {MODEL_ARTIFACT} artifact") from None
+        shutil.copyfile(local, out)
+    from trainables.cycle import load_compressed
+
+    _, meta = load_compressed(out)  # refuses a corrupted file before anyone relies on it
+    sidecar = out.with_name(out.name + ".json")
+    sidecar.write_text(json.dumps({
+        "run_id": run_id,
+        "experiment_id": run.info.experiment_id,
+        "config": meta["config"],
+        "model": meta["model"],
+        "metrics": run.data.metrics,
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "load_with": "from trainables import load_compressed; model, meta = "
+                     f"load_compressed('{out.name}')",
+    }, indent=2, sort_keys=True))
+    return out, sidecar
+
+
+if __name__ == "__main__":  # python -m analysis.export ... == gnn-search export ...
+    from search.cli import main
+
+    sys.exit(main(["export", *sys.argv[1:]]))
