@@ -30,6 +30,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "energy figures (default: 1.0)")
 
 
+def _add_tracking_uri(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
+                   "sqlite:///<cwd>/mlflow.db)")
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    """Which finished trials an analysis command reads, and how it judges them."""
+    p.add_argument("--experiment", action="append", required=True, metavar="NAME",
+                   help="experiment (search) name; repeat to merge several")
+    _add_tracking_uri(p)
+    p.add_argument("--objectives", help="METRIC:max|min,... (default: the search's own "
+                   "objectives)")
+    p.add_argument("--constraint", action="append", default=[], metavar="EXPR",
+                   help='keep only trials meeting EXPR, e.g. "val_acc>=0.80" (repeatable)')
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gnn-search",
@@ -47,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="trials at a time, one CPU each (default: 2)")
     run.add_argument("--name", help="search name = MLflow experiment = Tune experiment "
                      "(default: <space>-<date>-<time>)")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
-                     "sqlite:///<cwd>/mlflow.db)")
+    _add_tracking_uri(run)
     run.add_argument("--storage", help="Tune experiment storage folder (default: "
                      "<cwd>/ray_results)")
     run.add_argument("--address", help="existing Ray cluster to join (default: start a local one)")
@@ -67,14 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     pareto = sub.add_parser("pareto", help="Pareto-optimal trials of finished searches",
                             description="Non-dominated finished trials of one or more "
                                         "experiments, read from MLflow.")
-    pareto.add_argument("--experiment", action="append", required=True, metavar="NAME",
-                        help="experiment (search) name; repeat to merge several")
-    pareto.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
-                        "sqlite:///<cwd>/mlflow.db)")
-    pareto.add_argument("--objectives", help="METRIC:max|min,... (default: the search's own "
-                        "objectives)")
-    pareto.add_argument("--constraint", action="append", default=[], metavar="EXPR",
-                        help='keep only trials meeting EXPR, e.g. "val_acc>=0.80" (repeatable)')
+    _add_selection(pareto)
     pareto.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output format (default: table)")
     pareto.add_argument("--out", help="also write the front as CSV to this file")
@@ -83,14 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Pareto plots with the baseline, an interactive "
                                         "front, parallel coordinates, parameter importances "
                                         "and tables; also logged to the search's parent run.")
-    report.add_argument("--experiment", action="append", required=True, metavar="NAME",
-                        help="experiment (search) name; repeat to merge several")
+    _add_selection(report)
     report.add_argument("--out", required=True, help="folder for index.html and the PNGs")
-    report.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
-                        "sqlite:///<cwd>/mlflow.db)")
-    report.add_argument("--objectives", help="METRIC:max|min,... (default: the search's own)")
-    report.add_argument("--constraint", action="append", default=[], metavar="EXPR",
-                        help='e.g. "val_acc>=0.80" (repeatable)')
     report.add_argument("--no-log", action="store_true",
                         help="do not log the report to the search's parent MLflow run")
 
@@ -100,16 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
                                         "trainables.load_compressed.")
     export.add_argument("--run-id", required=True, help="the trial's MLflow run id")
     export.add_argument("--out", required=True, help="model file to write (e.g. model.gnnz)")
-    export.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
-                        "sqlite:///<cwd>/mlflow.db)")
+    _add_tracking_uri(export)
 
     compare = sub.add_parser("compare", help="hypervolume and Pareto coverage of searches",
                              description="Hypervolume (one shared reference point) and "
                                          "coverage C(A, B) between the fronts of searches.")
     compare.add_argument("--experiments", nargs="+", required=True, metavar="NAME",
                          help="two or more experiment names")
-    compare.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
-                         "sqlite:///<cwd>/mlflow.db)")
+    _add_tracking_uri(compare)
     compare.add_argument("--objectives", help="METRIC:max|min,... (default: the first "
                          "search's own)")
     compare.add_argument("--format", choices=("table", "csv", "json"), default="table")

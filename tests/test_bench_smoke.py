@@ -12,17 +12,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-@pytest.mark.reference
-def test_spline_conv_bench_quick(data_root):
+def _quick(script: str, *args: str) -> list[str]:
+    """Run ``bench/<script> --quick --no-write``; its stdout lines (fails on a non-zero exit)."""
     proc = subprocess.run(
-        [sys.executable, "bench/spline_conv.py", "--quick", "--no-write",
-         "--data-root", str(data_root)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        [sys.executable, f"bench/{script}", "--quick", "--no-write", *args],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    last = proc.stdout.strip().splitlines()[-1]
+    return proc.stdout.strip().splitlines()
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+def test_spline_conv_bench_quick(data_root):
+    last = _quick("spline_conv.py", "--data-root", str(data_root))[-1]
     assert last.startswith("speedup_x=")
     # generous floor for a noisy shared machine; the target (100x) is checked in RESULTS.md
     assert float(last.split("=")[1]) > 20
@@ -30,14 +34,8 @@ def test_spline_conv_bench_quick(data_root):
 
 @pytest.mark.slow
 def test_compression_bench_quick(data_root, cache_dir):
-    proc = subprocess.run(
-        [sys.executable, "bench/compression.py", "--quick", "--no-write",
-         "--data-root", str(data_root), "--cache-dir", str(cache_dir)],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    last = proc.stdout.strip().splitlines()[-1]
+    last = _quick("compression.py", "--data-root", str(data_root),
+                  "--cache-dir", str(cache_dir))[-1]
     assert last.startswith("size_ratio 90%=")
     ratios = dict(part.split("=") for part in last.removeprefix("size_ratio ").split())
     # the size targets are deterministic (file lengths), so CI holds them
@@ -47,13 +45,7 @@ def test_compression_bench_quick(data_root, cache_dir):
 
 @pytest.mark.slow
 def test_measurement_bench_quick(data_root, cache_dir):
-    proc = subprocess.run(
-        [sys.executable, "bench/measurement.py", "--quick", "--no-write",
-         "--data-root", str(data_root), "--cache-dir", str(cache_dir)],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("latency_spread=") and "int8_vs_dense=" in last
-    assert "| dense FP32 |" in proc.stdout and "aten::" in proc.stdout
+    lines = _quick("measurement.py", "--data-root", str(data_root), "--cache-dir", str(cache_dir))
+    assert lines[-1].startswith("latency_spread=") and "int8_vs_dense=" in lines[-1]
+    out = "\n".join(lines)
+    assert "| dense FP32 |" in out and "aten::" in out
