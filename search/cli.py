@@ -11,6 +11,7 @@ from pathlib import Path
 from search.env import apply_quiet_env
 
 EPILOG = "Docs: README.md. Space files: a path, or a bundled name such as cora_node."
+SAMPLER_NAMES = ("tpe", "nsga2", "random")  # spaces.SAMPLERS, without importing the stack
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -67,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", help="Tune experiment storage folder (default: "
                      "<cwd>/ray_results)")
     run.add_argument("--address", help="existing Ray cluster to join (default: start a local one)")
+    run.add_argument("--sampler", choices=SAMPLER_NAMES,
+                     help="Optuna sampler (default: the space file's, else tpe)")
+    run.add_argument("--no-warm-start", action="store_true",
+                     help="do not evaluate the uncompressed model and the space file's "
+                          "warm_start points first")
     run.add_argument("--quiet", action="store_true", help="no progress bar or progress table")
 
     trial = sub.add_parser("trial", help="run one compress-and-fine-tune cycle, no Ray",
@@ -148,6 +154,7 @@ def cmd_run(args) -> int:
         storage=Path(args.storage or Path.cwd() / "ray_results").resolve(),
         data_root=args.data_root, cache_dir=args.cache_dir, seed=args.seed,
         address=args.address, progress=not args.quiet, measure=_measure_settings(args),
+        sampler=args.sampler, warm_start=not args.no_warm_start,
     )
     outcome = run_search(space, settings)
     print(f"\nSearch {name!r}: {outcome.completed} trials finished, {outcome.failed} failed, "

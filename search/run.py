@@ -46,6 +46,8 @@ class SearchSettings:
     cache_dir: str | None = None
     seed: int = 0
     address: str | None = None  # None: start a local Ray instance
+    sampler: str | None = None  # None: the space file's
+    warm_start: bool = True  # evaluate the uncompressed model and known-good points first
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     progress: bool = True
 
@@ -155,6 +157,8 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
     from ray.tune.search.optuna import OptunaSearch
 
     check_settings(settings)
+    sampler = settings.sampler or space.sampler
+    make_sampler(sampler, settings.seed, settings.trials)  # an unknown name fails here
     task, baseline, cached = prepare(space, settings)
     client = MlflowClient(settings.tracking_uri)
     experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
@@ -163,7 +167,8 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
         client, experiment_id, settings.name,
         params={
             "space": Path(space.source).name, "task": space.task, "model": space.model.name,
-            "dataset": space.dataset.name, "sampler": space.sampler,
+            "dataset": space.dataset.name, "sampler": sampler,
+            "warm_start": settings.warm_start,
             "objectives": ",".join(f"{m}:{d}" for m, d in space.objectives.items()),
             "trials": settings.trials, "concurrency": settings.concurrency,
             "seed": settings.seed, "baseline.key": baseline.key,
@@ -181,7 +186,8 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
             space=space.define_by_run,
             metric=space.metrics,
             mode=space.modes,
-            sampler=make_sampler(space.sampler, settings.seed, settings.trials),
+            sampler=make_sampler(sampler, settings.seed, settings.trials),
+            points_to_evaluate=space.warm_start_points() if settings.warm_start else None,
         )
         trainable = tune.with_resources(
             tune.with_parameters(

@@ -101,6 +101,7 @@ class MlflowTrialCallback(Callback):
         self.search_name = search_name
         self._runs: dict[str, str] = {}  # trial_id -> run_id
         self._pending: dict[str, list[Metric]] = {}
+        self._seconds: dict[str, float] = {}  # driver time spent tracking each trial
 
     def _run_id(self, trial) -> str:
         if trial.trial_id not in self._runs:
@@ -125,10 +126,17 @@ class MlflowTrialCallback(Callback):
             batch, pending[:] = pending[:1000], pending[1000:]  # MLflow's batch limit
             self.client.log_batch(self._run_id(trial), metrics=batch)
 
+    def _timed(self, trial, started: float) -> None:
+        self._seconds[trial.trial_id] = (self._seconds.get(trial.trial_id, 0.0)
+                                         + time.perf_counter() - started)
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        started = time.perf_counter()
         self._run_id(trial)
+        self._timed(trial, started)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        started = time.perf_counter()
         run_id = self._run_id(trial)
         now = int(time.time() * 1000)
         final = "epoch" not in result
@@ -141,8 +149,10 @@ class MlflowTrialCallback(Callback):
             tags = result.get("tags") or {}
             tags = {**tags, "gnn_search.node_ip": str(result.get("node_ip", ""))}
             self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._timed(trial, started)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        started = time.perf_counter()
         run_id = self._run_id(trial)
         self._flush(trial)
         checkpoint = trial.checkpoint
@@ -150,6 +160,8 @@ class MlflowTrialCallback(Callback):
             with checkpoint.as_directory() as folder:
                 for path in sorted(Path(folder).iterdir()):
                     self.client.log_artifact(run_id, str(path), artifact_path="model")
+        self._timed(trial, started)
+        self.client.log_metric(run_id, "tracking_s", self._seconds.pop(trial.trial_id, 0.0))
         self.client.set_terminated(run_id, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:

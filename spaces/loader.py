@@ -89,6 +89,7 @@ class SearchSpace(_Strict):
     objectives: dict[str, Literal["max", "min"]]
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     space: dict[str, list[Any] | RangeSpec | str | int | float]
+    warm_start: list[dict[str, Any]] = []  # known-good points, evaluated first
     source: str = ""
 
     @field_validator("task")
@@ -143,6 +144,13 @@ class SearchSpace(_Strict):
             raise ValueError("nothing to search: give at least one parameter a list or a range")
         return v
 
+    @field_validator("warm_start")
+    @classmethod
+    def _valid_points(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for point in v:
+            validate_config(point)  # names the bad key or value
+        return v
+
     # ---- what the search and the trial command use -------------------------------------
 
     @property
@@ -176,6 +184,20 @@ class SearchSpace(_Strict):
             else:
                 chosen[key] = constants[key] = entry
         return constants
+
+    def warm_start_points(self, baseline: bool = True) -> list[dict[str, Any]]:
+        """Points Optuna evaluates first: the uncompressed model (no pruning, FP32) when the
+        space allows it, then the file's ``warm_start`` points; searched keys only (the rest
+        is sampled)."""
+        searched = {k for k, e in self.space.items() if isinstance(e, (list, RangeSpec))}
+        points = []
+        if baseline:
+            point = {"prune.method": "none", "quant.method": "fp32"}
+            if all(k in searched and v in self.space[k] for k, v in point.items()):
+                points.append(point)
+        for point in self.warm_start:
+            points.append({k: PARAMS[k].check(k, v) for k, v in point.items() if k in searched})
+        return [p for p in points if p]
 
     def defaults(self) -> dict[str, Any]:
         """One configuration from the file alone: first choice, range default (else the

@@ -133,3 +133,16 @@ def test_regularization_parameters_only_with_regularization(tmp_path):
         assert ("prune.strength" in trial.params) == regularized
         assert "prune.schedule" in trial.params
         study.tell(trial, [0.5, 1.0])
+
+
+def test_warm_start_points(tmp_path):
+    text = VALID + ("warm_start:\n"
+                    "  - {prune.method: global, prune.sparsity: 0.8, finetune.lr: 0.5}\n")
+    space = load_space(_write(tmp_path, text))
+    points = space.warm_start_points()
+    assert points[0] == {"prune.method": "none", "quant.method": "fp32"}
+    assert points[1] == {"prune.method": "global", "prune.sparsity": 0.8}, "fixed keys dropped"
+    assert space.warm_start_points(baseline=False) == points[1:]
+    bad = VALID + "warm_start:\n  - {prune.method: global, prune.sparsity: 1.5}\n"
+    with pytest.raises(SpaceError, match=r"warm_start.*prune.sparsity=1.5 is not allowed"):
+        load_space(_write(tmp_path, bad))

@@ -122,48 +122,50 @@ def run_cycle(
     started = time.perf_counter()
     config = validate_config({**DEFAULTS, **config})
     settings = measure_settings or measure.MeasureSettings()
+    watch = measure.Stopwatch()
     rss_scope = "trial" if measure.reset_peak_rss() else "process"
     trial_tracker = measure.energy_tracker() if settings.energy_window_s > 0 else None
-    torch.manual_seed(seed)
-    model = baseline.build()
-    targets = compression_targets(model)
-    weights_before = sum(t.tensor.numel() for t in targets.values())
+    with watch.stage("setup"):  # baseline weights into a model, masks, quantizers
+        torch.manual_seed(seed)
+        model = baseline.build()
+        targets = compression_targets(model)
+        weights_before = sum(t.tensor.numel() for t in targets.values())
 
-    method = config["prune.method"]
-    pruner = get_pruner(method)
-    final = config.get("prune.sparsity", 0.0)
-    schedule = config.get("prune.schedule", "one_shot")
-    epochs = config["finetune.epochs"]
-    start = math.ceil(epochs / 2) if pruner.penalty else 0  # regularize first, then prune
-    current = None
+        method = config["prune.method"]
+        pruner = get_pruner(method)
+        final = config.get("prune.sparsity", 0.0)
+        schedule = config.get("prune.schedule", "one_shot")
+        epochs = config["finetune.epochs"]
+        start = math.ceil(epochs / 2) if pruner.penalty else 0  # regularize first, then prune
+        current = None
 
-    def prune_to(sparsity: float) -> None:
-        nonlocal current
-        if method != "none" and sparsity != current:
-            apply_masks(model, compute_masks(method, model, targets, sparsity, seed))
-            current = sparsity
+        def prune_to(sparsity: float) -> None:
+            nonlocal current
+            if method != "none" and sparsity != current:
+                apply_masks(model, compute_masks(method, model, targets, sparsity, seed))
+                current = sparsity
 
-    # Masks go on before fake quantization, so quantizers see the pruned weights.
-    prune_to(sparsity_at(1, start, epochs, final, schedule) if epochs else 0.0)
-    quantizer = get_quantizer(config["quant.method"])
-    bits = config.get("quant.bits")
-    quantizer.prepare(model, targets, bits, task.num_nodes)
+        # Masks go on before fake quantization, so quantizers see the pruned weights.
+        prune_to(sparsity_at(1, start, epochs, final, schedule) if epochs else 0.0)
+        quantizer = get_quantizer(config["quant.method"])
+        bits = config.get("quant.bits")
+        quantizer.prepare(model, targets, bits, task.num_nodes)
 
-    def extra_loss():
-        terms = [quantizer.penalty(model)]
-        if pruner.penalty and (current or 0.0) == 0.0:
-            terms.append(config["prune.strength"] * penalty(targets, config["prune.penalty"]))
-        terms = [t for t in terms if t is not None]
-        return sum(terms) if terms else None
+        def extra_loss():
+            terms = [quantizer.penalty(model)]
+            if pruner.penalty and (current or 0.0) == 0.0:
+                terms.append(config["prune.strength"] * penalty(targets, config["prune.penalty"]))
+            terms = [t for t in terms if t is not None]
+            return sum(terms) if terms else None
 
-    quant_params = [p for n, p in model.named_parameters() if n.startswith("act_quant.")]
-    model_params = [p for n, p in model.named_parameters() if not n.startswith("act_quant.")]
-    optimizer = torch.optim.Adam(
-        [{"params": model_params},
-         {"params": quant_params, "lr": QUANTIZER_LR, "weight_decay": 0.0}],
-        lr=config["finetune.lr"], weight_decay=config["finetune.weight_decay"],
-    )
-    scheduler = SCHEDULES[config["finetune.schedule"]](optimizer, epochs)
+        quant_params = [p for n, p in model.named_parameters() if n.startswith("act_quant.")]
+        model_params = [p for n, p in model.named_parameters() if not n.startswith("act_quant.")]
+        optimizer = torch.optim.Adam(
+            [{"params": model_params},
+             {"params": quant_params, "lr": QUANTIZER_LR, "weight_decay": 0.0}],
+            lr=config["finetune.lr"], weight_decay=config["finetune.weight_decay"],
+        )
+        scheduler = SCHEDULES[config["finetune.schedule"]](optimizer, epochs)
     # Keep the weights of the best validation epoch among those at the final sparsity (the
     # PyG benchmark protocol); epoch 0 (pruned, not yet trained) is a candidate too.
     best: tuple[float, int, dict] | None = None
@@ -173,37 +175,37 @@ def run_cycle(
         if (current or 0.0) == final and (best is None or val > best[0]):
             best = (val, epoch, _snapshot(model))
 
-    tune_start = time.perf_counter()
-    if epochs:
-        consider(0, task.evaluate(model)[task.search_metric])
-    for epoch in range(1, epochs + 1):
-        prune_to(sparsity_at(epoch, start, epochs, final, schedule))
-        loss = train_step(task, model, optimizer, extra_loss, config["finetune.grad_clip"])
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"fine-tuning diverged: loss is {loss} at epoch {epoch}")
-        if scheduler is not None:
-            scheduler.step()
-        val = task.evaluate(model)[task.search_metric]
-        report({"epoch": epoch, "train_loss": loss, task.search_metric: val,
-                "prune_sparsity": current or 0.0})
-        consider(epoch, val)
-    if best is not None:
-        _restore(model, best[2])
-    finetune_s = time.perf_counter() - tune_start
-    prune_to(final)  # schedules that had not reached the target (e.g. 0 epochs)
+    with watch.stage("finetune"):
+        if epochs:
+            consider(0, task.evaluate(model)[task.search_metric])
+        for epoch in range(1, epochs + 1):
+            prune_to(sparsity_at(epoch, start, epochs, final, schedule))
+            loss = train_step(task, model, optimizer, extra_loss, config["finetune.grad_clip"])
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"fine-tuning diverged: loss is {loss} at epoch {epoch}")
+            if scheduler is not None:
+                scheduler.step()
+            val = task.evaluate(model)[task.search_metric]
+            report({"epoch": epoch, "train_loss": loss, task.search_metric: val,
+                    "prune_sparsity": current or 0.0})
+            consider(epoch, val)
+        if best is not None:
+            _restore(model, best[2])
 
-    bake_parametrizations(model)
-    model_spec = {**baseline.model, "kwargs": dict(baseline.model.get("kwargs", {}))}
-    if pruner.scope == "channel":
-        model_spec["kwargs"].update(remove_zero_channels(model, task.example_inputs()))
-        targets = compression_targets(model)
-    weights = {name: t.tensor.detach().clone() for name, t in targets.items()}
-    quantized = quantizer.convert(weights, targets, bits)
-    for name, qt in quantized.items():
-        targets[name].tensor.data.copy_(qt.dequantize())
-    model.eval()
-    quantizer.calibrate(model, lambda: task.inference(model)(), task.calibration_rows)
-    quantizer.finalize(model)
+    with watch.stage("convert"):  # final masks, channel removal, integers, calibration
+        prune_to(final)  # schedules that had not reached the target (e.g. 0 epochs)
+        bake_parametrizations(model)
+        model_spec = {**baseline.model, "kwargs": dict(baseline.model.get("kwargs", {}))}
+        if pruner.scope == "channel":
+            model_spec["kwargs"].update(remove_zero_channels(model, task.example_inputs()))
+            targets = compression_targets(model)
+        weights = {name: t.tensor.detach().clone() for name, t in targets.items()}
+        quantized = quantizer.convert(weights, targets, bits)
+        for name, qt in quantized.items():
+            targets[name].tensor.data.copy_(qt.dequantize())
+        model.eval()
+        quantizer.calibrate(model, lambda: task.inference(model)(), task.calibration_rows)
+        quantizer.finalize(model)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,11 +218,13 @@ def run_cycle(
         "baseline_key": baseline.key,
         "activation_quant": quantizer.activation_spec,
     }
-    size_bytes = save_model(path, model.state_dict(), quantized, meta)
-
-    reloaded, _ = load_compressed(path)
-    _check_round_trip(model, reloaded, path)
-    scores = task.evaluate(reloaded)
+    with watch.stage("save"):
+        size_bytes = save_model(path, model.state_dict(), quantized, meta)
+    with watch.stage("reload"):
+        reloaded, _ = load_compressed(path)
+        _check_round_trip(model, reloaded, path)
+    with watch.stage("evaluate"):
+        scores = task.evaluate(reloaded)
     final_targets = compression_targets(reloaded)
     cost, cost_tags = measure.measure_inference(task.inference(reloaded), settings)
     nonzero = sum(int((t.tensor != 0).sum()) for t in final_targets.values())
@@ -236,8 +240,10 @@ def run_cycle(
         "weights_stored": float(stored),
         **cost,
         "peak_rss_mb": measure.peak_rss_mb(),
-        "finetune_s": finetune_s,
         "finetune_best_epoch": float(best[1]) if best is not None else 0.0,
+        "finetune_s": watch.seconds["finetune"],
+        **{f"time_{stage}_s": seconds for stage, seconds in watch.seconds.items()
+           if stage != "finetune"},
         "cycle_s": time.perf_counter() - started,
     }
     if trial_tracker is not None:

@@ -79,6 +79,21 @@ class EnergyStats:
     source: str
 
 
+class Stopwatch:
+    """Wall time per named stage (``with watch.stage("save"): ...``), summed over repeats."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[int]:
     """Run with ``threads`` torch threads (None: unchanged); yields the count in force."""
