@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-ROLE_TAG = "gnn_search.role"
-SEARCH_TAG = "gnn_search.search"
+ROLE_TAG = "gnn_search.role"  # "search" (parent run) or "trial" (child run)
+SEARCH_TAG = "gnn_search.search"  # the search's name, on parent and children
 
 
 @dataclass

@@ -165,6 +165,29 @@ def coverage(a: pd.DataFrame, b: pd.DataFrame, objectives: dict[str, str]) -> fl
     return float(np.mean(covered))
 
 
+@dataclass
+class Analysis:
+    """What the pareto and report commands show: the trials meeting the constraints, their
+    front (best first in the first objective), its knee, and its hypervolume."""
+
+    feasible: pd.DataFrame
+    front: pd.DataFrame
+    knee: object  # index label of the knee row in ``front``, or None
+    reference: dict[str, float]
+    hypervolume: float
+
+
+def analyze(trials: pd.DataFrame, objectives: dict[str, str],
+            constraints: list[Constraint] | tuple = ()) -> Analysis:
+    """Constraints -> front -> knee -> hypervolume; the reference point comes from all
+    finished trials, so constraints do not move it."""
+    feasible = apply_constraints(trials, list(constraints))
+    front = pareto_front(feasible, objectives)
+    reference = reference_point([trials], objectives)
+    return Analysis(feasible, front, knee_point(front, objectives), reference,
+                    hypervolume(front, objectives, reference))
+
+
 if __name__ == "__main__":  # python -m analysis.pareto ... == gnn-search pareto ...
     from search.cli import main
 

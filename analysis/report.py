@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.pareto import pareto_front
-
 CONFIG_COLUMNS = ("prune.method", "prune.sparsity", "prune.schedule", "quant.method",
                   "quant.bits", "finetune.epochs", "finetune.lr", "finetune.schedule")
 REPORTED_METRICS = ("val_acc", "test_acc", "size_bytes", "size_ratio", "sparsity_actual",
@@ -22,12 +20,16 @@ REPORTED_METRICS = ("val_acc", "test_acc", "size_bytes", "size_ratio", "sparsity
 FORMATS = ("table", "csv", "json")
 
 
-def pareto_table(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
-    """Pareto-optimal trials with their objectives, reported metrics and configuration."""
-    front = pareto_front(trials, objectives)
+def pareto_table(front: pd.DataFrame, objectives: dict[str, str], knee=None) -> pd.DataFrame:
+    """The front's rows with their objectives, reported metrics and configuration; a
+    ``knee`` column marks the knee row when ``knee`` (its index label) is given."""
     columns = ["run_id", "search", *objectives]
     columns += [c for c in (*REPORTED_METRICS, *CONFIG_COLUMNS) if c not in columns]
-    return front[[c for c in columns if c in front.columns]].reset_index(drop=True)
+    table = front[[c for c in columns if c in front.columns]]
+    if knee is not None:
+        table = table.assign(knee=[i == knee for i in front.index])
+        table = table[["knee", *[c for c in table.columns if c != "knee"]]]
+    return table.reset_index(drop=True)
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:
@@ -135,15 +137,13 @@ def build_report(trials: pd.DataFrame, excluded: dict[str, int], searches: pd.Da
     import plotly.offline
 
     from analysis import plots
-    from analysis.pareto import apply_constraints, hypervolume, knee_point, reference_point
+    from analysis.pareto import analyze
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    feasible = apply_constraints(trials, list(constraints))
-    front = pareto_front(feasible, objectives)
-    knee = knee_point(front, objectives)
+    result = analyze(trials, objectives, constraints)
+    feasible, front, knee = result.feasible, result.front, result.knee
+    reference, hv = result.reference, result.hypervolume
     baseline = baseline_metrics(searches)
-    reference = reference_point([trials], objectives)  # as `gnn-search pareto` states it
-    hv = hypervolume(front, objectives, reference)
     pngs = plots.pareto_pngs(feasible, front, objectives, baseline, knee, out_dir)
     importances = param_importances(trials, objectives)
     importance_png = plots.importance_png(importances, out_dir)
@@ -151,8 +151,8 @@ def build_report(trials: pd.DataFrame, excluded: dict[str, int], searches: pd.Da
         full_html=False, include_plotlyjs=False, div_id="pareto-interactive")
     parcoords = plots.parallel_coordinates(trials, objectives).to_html(
         full_html=False, include_plotlyjs=False, div_id="parallel-coordinates")
-    table = pareto_table(feasible, objectives)
-    table.insert(0, "knee", ["*" if i == knee else "" for i in front.index])
+    table = pareto_table(front, objectives, knee)
+    table["knee"] = table["knee"].map({True: "*", False: ""})
     summary = {
         "finished trials": len(trials),
         "left out (not finished)": ", ".join(f"{n} {s}" for s, n in excluded.items()) or "none",

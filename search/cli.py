@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="existing Ray cluster to join (default: start a local one)")
     run.add_argument("--sampler", choices=SAMPLER_NAMES,
                      help="Optuna sampler (default: the space file's, else tpe)")
+    run.add_argument("--paper-grid", action="store_true",
+                     help="run the study's hand sweep (each pruning method at sparsity 0.1-0.9, "
+                          "each quantization method at INT4/INT8) as a Tune grid; --trials is "
+                          "then the grid's size")
+    run.add_argument("--early-stopping", action="store_true",
+                     help="stop a trial below the median of comparable trials (same "
+                          "compression bucket, same epoch); it never enters the front")
     run.add_argument("--no-warm-start", action="store_true",
                      help="do not evaluate the uncompressed model and the space file's "
                           "warm_start points first")
@@ -140,13 +147,13 @@ def _measure_settings(args):
 
 def cmd_run(args) -> int:
     from analysis.load import load_trials
+    from analysis.pareto import pareto_front
     from analysis.report import pareto_table, render
     from search.run import SearchSettings, run_search
     from search.tracking import default_tracking_uri
     from spaces import load_space
 
     space = load_space(args.space)
-    _measure_settings(args)  # bad values fail before any work
     name = args.name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = SearchSettings(
         name=name, trials=args.trials, concurrency=args.concurrency,
@@ -154,10 +161,14 @@ def cmd_run(args) -> int:
         storage=Path(args.storage or Path.cwd() / "ray_results").resolve(),
         data_root=args.data_root, cache_dir=args.cache_dir, seed=args.seed,
         address=args.address, progress=not args.quiet, measure=_measure_settings(args),
-        sampler=args.sampler, warm_start=not args.no_warm_start,
+        sampler=args.sampler, warm_start=not args.no_warm_start, paper_grid=args.paper_grid,
+        early_stopping=args.early_stopping,
     )
     outcome = run_search(space, settings)
-    print(f"\nSearch {name!r}: {outcome.completed} trials finished, {outcome.failed} failed, "
+    stopped = (f", {outcome.early_stopped} stopped early ({outcome.epochs_saved} epochs saved)"
+               if settings.early_stopping else "")
+    print(f"\nSearch {name!r}: {outcome.completed} trials finished{stopped}, "
+          f"{outcome.failed} failed, "
           f"{outcome.wall_s:.0f} s. Baseline (FP32): val_acc={outcome.baseline['val_acc']:.4f} "
           f"test_acc={outcome.baseline['test_acc']:.4f} size_bytes="
           f"{outcome.baseline['size_bytes']:.0f}")
@@ -165,7 +176,8 @@ def cmd_run(args) -> int:
     if not trials.frame.empty:
         wanted = ", ".join(f"{m}:{d}" for m, d in space.objectives.items())
         print(f"\nPareto-optimal configurations ({wanted}):")
-        print(render(pareto_table(trials.frame, space.objectives), "table"))
+        print(render(pareto_table(pareto_front(trials.frame, space.objectives),
+                                  space.objectives), "table"))
     _print_ui_hint(settings.tracking_uri, outcome.experiment_id, name)
     return 0 if outcome.completed else 1
 
@@ -177,8 +189,8 @@ def _print_ui_hint(tracking_uri: str, experiment_id: str, name: str) -> None:
     else:
         print(f"  mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000")
         print(f"  then open http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
-    print(f"Pareto front again: gnn-search pareto --experiment {name}"
-          + (f" --tracking-uri {tracking_uri}" if tracking_uri else ""))
+    print(f"Pareto front again: gnn-search pareto --experiment {name} "
+          f"--tracking-uri {tracking_uri}")
 
 
 def cmd_trial(args) -> int:
@@ -237,36 +249,25 @@ def _finished_trials(experiments: list[str], tracking_uri: str, objectives_text:
 
 
 def cmd_pareto(args) -> int:
-    from analysis.pareto import (
-        apply_constraints,
-        hypervolume,
-        knee_point,
-        pareto_front,
-        parse_constraint,
-        reference_point,
-    )
+    from analysis.pareto import analyze, parse_constraint
     from analysis.report import pareto_table, render
     from search.tracking import default_tracking_uri
 
     constraints = [parse_constraint(c) for c in args.constraint]
     tracking_uri = args.tracking_uri or default_tracking_uri()
     trials, objectives = _finished_trials(args.experiment, tracking_uri, args.objectives)
-    feasible = apply_constraints(trials.frame, constraints)
-    front = pareto_front(feasible, objectives)
-    knee = knee_point(front, objectives)
-    table = pareto_table(feasible, objectives)
-    table.insert(0, "knee", [i == knee for i in front.index])
+    result = analyze(trials.frame, objectives, constraints)
+    table = pareto_table(result.front, objectives, result.knee)
     shown = table.assign(knee=table["knee"].map({True: "*", False: ""})) if (
         args.format == "table") else table
     print(render(shown, args.format))
     if args.format == "table":
-        reference = reference_point([trials.frame], objectives)
         left = ", ".join(f"{n} {s}" for s, n in trials.excluded.items()) or "none"
-        print(f"\n{len(table)} Pareto-optimal of {len(feasible)} trials meeting "
+        print(f"\n{len(table)} Pareto-optimal of {len(result.feasible)} trials meeting "
               f"{len(constraints)} constraint(s), {len(trials.frame)} finished (not finished, "
-              f"left out: {left}); knee marked *; hypervolume "
-              f"{hypervolume(front, objectives, reference):.6g} against reference "
-              + ", ".join(f"{m}={v:.6g}" for m, v in reference.items()), file=sys.stderr)
+              f"left out: {left}); knee marked *; hypervolume {result.hypervolume:.6g} "
+              "against reference "
+              + ", ".join(f"{m}={v:.6g}" for m, v in result.reference.items()), file=sys.stderr)
     if args.out:
         Path(args.out).write_text(render(table, "csv"))
     return 0
@@ -353,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (SpaceError, DatasetMissingError, StorageError, ValueError, KeyError,
-            FileNotFoundError, ConnectionError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            FileNotFoundError, ConnectionError, ArithmeticError) as err:
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        message = text.strip().splitlines()[0] if text.strip() else type(err).__name__
         print(f"gnn-search {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -15,8 +15,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-ROLE_TAG = "gnn_search.role"  # "search" (parent) or "trial" (child)
-SEARCH_TAG = "gnn_search.search"  # the search's name, on parent and children
+from analysis.load import ROLE_TAG, SEARCH_TAG
+from search.early_stopping import EARLY_STOPPED_TAG
+
 PARENT_TAG = "mlflow.parentRunId"  # what nests runs in the MLflow UI
 # Result keys Tune fills in itself; everything else numeric that a trial reports is a metric.
 _TUNE_KEYS = {
@@ -51,7 +52,7 @@ def open_experiment(client: MlflowClient, name: str, artifact_root: Path | None)
 
 
 def _params(config: dict[str, Any]) -> list[Param]:
-    return [Param(k, str(v)) for k, v in sorted(config.items())]
+    return [Param(k, str(v)) for k, v in sorted(config.items()) if v is not None]
 
 
 def _numeric(result: dict[str, Any]) -> dict[str, float]:
@@ -162,6 +163,10 @@ class MlflowTrialCallback(Callback):
                     self.client.log_artifact(run_id, str(path), artifact_path="model")
         self._timed(trial, started)
         self.client.log_metric(run_id, "tracking_s", self._seconds.pop(trial.trial_id, 0.0))
+        if "epoch" in (trial.last_result or {}):  # stopped before its final report
+            self.client.set_tag(run_id, EARLY_STOPPED_TAG, "true")
+            self.client.set_terminated(run_id, "KILLED")
+            return
         self.client.set_terminated(run_id, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -170,4 +175,5 @@ class MlflowTrialCallback(Callback):
         error = trial.get_error()
         message = str(error).strip().splitlines()[-1][:4000] if error else "unknown error"
         self.client.set_tag(run_id, "gnn_search.error", message)
+        self._seconds.pop(trial.trial_id, None)
         self.client.set_terminated(run_id, "FAILED")

@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trainables.data import LOADERS
 from trainables.models import MODELS
 from trainables.params import PARAMS, is_active, validate_config
-from trainables.tasks import TASKS
+from trainables.tasks import TASK_LOADERS, TASKS
 
 BUNDLED_DIR = Path(__file__).parent
 # Metrics a search may optimize: validation and deployment figures, never test metrics.
@@ -144,12 +151,32 @@ class SearchSpace(_Strict):
             raise ValueError("nothing to search: give at least one parameter a list or a range")
         return v
 
-    @field_validator("warm_start")
-    @classmethod
-    def _valid_points(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for point in v:
-            validate_config(point)  # names the bad key or value
-        return v
+    @model_validator(mode="after")
+    def _valid_points(self) -> SearchSpace:
+        """Warm-start points must lie inside the space: listed choices, ranges, fixed values."""
+        for point in self.warm_start:
+            for key, value in validate_config(point).items():
+                entry = self.space.get(key)
+                value_ok = (
+                    entry is None
+                    or (isinstance(entry, list) and value in entry)
+                    or (isinstance(entry, RangeSpec) and entry.low <= value <= entry.high)
+                    or (not isinstance(entry, (list, RangeSpec)) and value == entry)
+                )
+                if not value_ok:
+                    allowed = (f"[{entry.low}, {entry.high}]" if isinstance(entry, RangeSpec)
+                               else entry)
+                    raise ValueError(f"warm_start: {key}={value!r} is outside the space; "
+                                     f"allowed: {allowed}")
+        return self
+
+    @model_validator(mode="after")
+    def _loader_fits_task(self) -> SearchSpace:
+        allowed = TASK_LOADERS.get(self.task, ())
+        if self.dataset.loader not in allowed:
+            raise ValueError(f"dataset.loader {self.dataset.loader!r} does not fit task "
+                             f"{self.task!r}; allowed: {', '.join(allowed)}")
+        return self
 
     # ---- what the search and the trial command use -------------------------------------
 
@@ -202,6 +229,10 @@ class SearchSpace(_Strict):
     def defaults(self) -> dict[str, Any]:
         """One configuration from the file alone: first choice, range default (else the
         middle, geometric for log ranges), fixed values."""
+        return validate_config(self._all_defaults())
+
+    def _all_defaults(self) -> dict[str, Any]:
+        """A default for every parameter in the file, active or not."""
         config: dict[str, Any] = {}
         for key in PARAMS:
             if key not in self.space:
@@ -221,19 +252,26 @@ class SearchSpace(_Strict):
             else:
                 value = entry
             config[key] = value
-        return validate_config(config)
+        return config
 
     def with_overrides(self, overrides: dict[str, str]) -> dict[str, Any]:
         """The defaults with ``key=value`` overrides, checked against what each method
-        allows (not against the search range)."""
+        allows (not against the search range). An override that does not apply under the
+        other choices (``quant.bits`` with ``quant.method=fp32``) is an error."""
         for key in overrides:
             if key not in PARAMS:
                 raise SpaceError(f"unknown parameter {key!r}; allowed: {', '.join(PARAMS)}")
-        merged = {**self.defaults(), **overrides}
+        merged = {**self._all_defaults(), **overrides}
         try:
-            return validate_config(merged)
+            config = validate_config(merged)
         except ValueError as err:
             raise SpaceError(str(err)) from None
+        for key in overrides:
+            if key not in config:
+                raise SpaceError(f"{key}={overrides[key]} does not apply with " + ", ".join(
+                    f"{k}={v}" for k, v in config.items() if k.split(".")[0] ==
+                    key.split(".")[0] and k.endswith(".method")))
+        return config
 
 
 def bundled_spaces() -> dict[str, Path]:
@@ -261,7 +299,7 @@ def _format_error(path: Path, err: ValidationError) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"{path}: {key}: {msg}{shown}"
+    return f"{path}: {key + ': ' if key else ''}{msg}{shown}"
 
 
 def load_space(space: str | os.PathLike) -> SearchSpace:

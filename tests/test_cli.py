@@ -63,8 +63,10 @@ BAD_INPUT = [
     (["run", "--trials", "0"], "--trials must be >= 1, got 0"),
     (["run", "--concurrency", "-1"], "--concurrency must be >= 1, got -1"),
     (["pareto", "--experiment", "nope"], "no MLflow database at"),
-    (["trial", "--energy-window", "-1"], "energy window must be >= 0 s (0 = no energy), got -1.0"),
-    (["run", "--latency-threads", "0"], "threads must be >= 1, got 0"),
+    (["trial", "--energy-window", "-1"], "energy window (--energy-window) must be in [0, 3600]"),
+    (["trial", "--energy-window", "inf"], "got inf"),
+    (["run", "--latency-threads", "0"], "latency threads (--latency-threads) must be >= 1"),
+    (["trial", "--set", "finetune.epochs=inf"], "finetune.epochs='inf' is not allowed"),
 ]
 
 

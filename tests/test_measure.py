@@ -72,22 +72,26 @@ def test_measure_inference_fields_and_threads():
 
 
 def test_peak_rss_sees_tensor_memory():
-    reset = measure.reset_peak_rss()
-    before = measure.peak_rss_mb()
-    big = torch.ones(80 * 2**20)  # 320 MiB, touched
-    assert measure.peak_rss_mb() > before + 250
+    import psutil
+
+    def rss_mb() -> float:
+        return psutil.Process().memory_info().rss / 2**20
+
+    big = torch.ones(80 * 2**20)  # 320 MiB, touched: resident
+    assert measure.peak_rss_mb() >= rss_mb() - 1, "the peak covers tensor memory"
+    assert rss_mb() > 320
     del big
-    if reset:
-        measure.reset_peak_rss()
-        assert measure.peak_rss_mb() < before + 100
+    if measure.reset_peak_rss():  # a new window starts at the current resident size
+        assert measure.peak_rss_mb() <= rss_mb() + 5
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"min_repeats": 0}, "repeats must be >= 1, got 0"),
     ({"warmup": -1}, "warmup must be >= 0, got -1"),
     ({"min_repeats": 10, "max_repeats": 5}, r"max_repeats \(5\) must be >= min_repeats \(10\)"),
-    ({"energy_window_s": -1.0}, "energy window must be >= 0 s"),
-    ({"threads": 0}, "threads must be >= 1, got 0"),
+    ({"energy_window_s": -1.0}, r"energy window \(--energy-window\) must be in \[0, 3600\]"),
+    ({"energy_window_s": float("inf")}, "got inf"),
+    ({"threads": 0}, r"latency threads \(--latency-threads\) must be >= 1, got 0"),
 ])
 def test_bad_settings_are_clear(kwargs, message):
     with pytest.raises(ValueError, match=message):

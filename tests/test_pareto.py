@@ -71,9 +71,11 @@ def test_table_and_formats():
         "val_acc": [0.9, 0.8, 0.7], "size_bytes": [100.0, 50.0, 60.0],
         "prune.method": ["none", "global", "global"], "prune.sparsity": [np.nan, 0.9, 0.8],
     })
-    table = pareto_table(df, OBJ)
+    table = pareto_table(pareto_front(df, OBJ), OBJ)
     assert table["run_id"].tolist() == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
     assert list(table.columns[:4]) == ["run_id", "search", "val_acc", "size_bytes"]
+    marked = pareto_table(pareto_front(df, OBJ), OBJ, knee=1)
+    assert marked["knee"].tolist() == [False, True] and marked.columns[0] == "knee"
     assert "aaaaaaaa " in render(table, "table")
     assert render(table, "csv").splitlines()[0].startswith("run_id,search,val_acc,size_bytes")
     assert '"prune.sparsity": null' in render(table, "json")

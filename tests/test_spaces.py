@@ -137,7 +137,7 @@ def test_regularization_parameters_only_with_regularization(tmp_path):
 
 def test_warm_start_points(tmp_path):
     text = VALID + ("warm_start:\n"
-                    "  - {prune.method: global, prune.sparsity: 0.8, finetune.lr: 0.5}\n")
+                    "  - {prune.method: global, prune.sparsity: 0.8, finetune.lr: 0.01}\n")
     space = load_space(_write(tmp_path, text))
     points = space.warm_start_points()
     assert points[0] == {"prune.method": "none", "quant.method": "fp32"}
@@ -146,3 +146,25 @@ def test_warm_start_points(tmp_path):
     bad = VALID + "warm_start:\n  - {prune.method: global, prune.sparsity: 1.5}\n"
     with pytest.raises(SpaceError, match=r"warm_start.*prune.sparsity=1.5 is not allowed"):
         load_space(_write(tmp_path, bad))
+    outside = VALID + "warm_start:\n  - {quant.method: a2q, quant.bits: 4}\n"
+    with pytest.raises(SpaceError, match=r"warm_start: quant.method='a2q' is outside the "
+                                         r"space; allowed: \['qat', 'fp32'\]"):
+        load_space(_write(tmp_path, outside))
+
+
+def test_overrides_that_switch_a_parameter_on_use_the_file_defaults(tmp_path):
+    text = VALID.replace("[global, none]", "[none, global]").replace("[qat, fp32]",
+                                                                      "[fp32, qat]")
+    space = load_space(_write(tmp_path, text))
+    assert "prune.sparsity" not in space.defaults() and "quant.bits" not in space.defaults()
+    config = space.with_overrides({"prune.method": "global", "quant.method": "qat"})
+    assert config["prune.sparsity"] == pytest.approx(0.6) and config["quant.bits"] == 4
+    with pytest.raises(SpaceError, match="quant.bits=8 does not apply with quant.method=fp32"):
+        space.with_overrides({"quant.bits": "8"})
+
+
+def test_loader_must_fit_the_task(tmp_path):
+    text = VALID.replace("{loader: planetoid, name: Cora,", "{loader: tu, name: PROTEINS,")
+    with pytest.raises(SpaceError, match="dataset.loader 'tu' does not fit task "
+                                         "'node_classification'; allowed: planetoid"):
+        load_space(_write(tmp_path, text))

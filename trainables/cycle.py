@@ -136,7 +136,8 @@ def run_cycle(
         final = config.get("prune.sparsity", 0.0)
         schedule = config.get("prune.schedule", "one_shot")
         epochs = config["finetune.epochs"]
-        start = math.ceil(epochs / 2) if pruner.penalty else 0  # regularize first, then prune
+        # regularize first, then prune, keeping at least one epoch to fine-tune the mask
+        start = min(math.ceil(epochs / 2), max(epochs - 1, 0)) if pruner.penalty else 0
         current = None
 
         def prune_to(sparsity: float) -> None:
@@ -176,7 +177,8 @@ def run_cycle(
             best = (val, epoch, _snapshot(model))
 
     with watch.stage("finetune"):
-        if epochs:
+        ranges_ready = all(bool(q.ready) for q in getattr(model, "act_quant", {}).values())
+        if epochs and ranges_ready:  # activation ranges are learned during the first epoch
             consider(0, task.evaluate(model)[task.search_metric])
         for epoch in range(1, epochs + 1):
             prune_to(sparsity_at(epoch, start, epochs, final, schedule))

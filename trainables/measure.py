@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -50,11 +51,12 @@ class MeasureSettings:
                              f"({self.min_repeats})")
         if not self.rel_tol > 0:
             raise ValueError(f"rel_tol must be > 0, got {self.rel_tol}")
-        if not self.energy_window_s >= 0:
-            raise ValueError(f"energy window must be >= 0 s (0 = no energy), got "
-                             f"{self.energy_window_s}")
+        if not 0 <= self.energy_window_s <= 3600:
+            raise ValueError(f"energy window (--energy-window) must be in [0, 3600] s "
+                             f"(0 = no energy), got {self.energy_window_s}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+            raise ValueError(f"latency threads (--latency-threads) must be >= 1, got "
+                             f"{self.threads}")
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,10 @@ def _settle(fn: Callable[[], object], times: list[float], settings: MeasureSetti
     blocks until the median is stable or ``max_repeats``; summarize."""
     if len(times) < settings.min_repeats:
         times += _time_calls(fn, settings.min_repeats - len(times))
-    median, stable = statistics.median(times), len(times) >= settings.max_repeats
+    median, stable = statistics.median(times), False
+    if len(times) >= 2 * settings.min_repeats:  # the energy window already gave many calls:
+        earlier = statistics.median(times[: len(times) // 2])  # compare its halves
+        stable = abs(median - earlier) <= settings.rel_tol * median
     while len(times) + settings.min_repeats <= settings.max_repeats and not stable:
         times += _time_calls(fn, settings.min_repeats)
         new = statistics.median(times)
@@ -192,16 +197,18 @@ def measure_energy(
         raise ValueError(f"energy window must be > 0 s, got {window_s}")
     process = psutil.Process()
     tracker = energy_tracker()
-    cpu_start, wall_start, calls = process.cpu_times(), time.perf_counter(), 0
-    while time.perf_counter() - wall_start < window_s:
-        call_start = time.perf_counter()
-        fn()
-        if times is not None:
-            times.append((time.perf_counter() - call_start) * 1e3)
-        calls += 1
-    wall = time.perf_counter() - wall_start
-    cpu_end = process.cpu_times()
-    joules = stop_joules(tracker)
+    try:
+        cpu_start, wall_start, calls = process.cpu_times(), time.perf_counter(), 0
+        while time.perf_counter() - wall_start < window_s:
+            call_start = time.perf_counter()
+            fn()
+            if times is not None:
+                times.append((time.perf_counter() - call_start) * 1e3)
+            calls += 1
+        wall = time.perf_counter() - wall_start
+        cpu_end = process.cpu_times()
+    finally:
+        joules = stop_joules(tracker)
     cpu = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
     return EnergyStats(
         energy_mj=joules * 1e3 / calls, calls=calls, window_s=wall,
@@ -235,7 +242,8 @@ def peak_rss_mb() -> float:
     if peak is None:
         import resource
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak *= 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
     return peak / 2**20
 
 

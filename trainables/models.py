@@ -165,10 +165,6 @@ def compression_targets(model: nn.Module) -> dict[str, Target]:
     return targets
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 @torch.no_grad()
 def zero_fraction(tensors: list[Tensor]) -> float:
     """Fraction of exactly-zero entries over all ``tensors``."""

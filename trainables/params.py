@@ -6,6 +6,7 @@ values) and by the cycle (final check). Conditions are fixed rules here, never s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,11 +50,13 @@ class Param:
             number = float(value)
         except (TypeError, ValueError):
             raise bad from None
+        if not math.isfinite(number):
+            raise bad
         if self.kind == "int":
             if number != int(number):
                 raise bad
             number = int(number)
-        if number != number or (self.low is not None and number < self.low):
+        if self.low is not None and number < self.low:
             raise bad
         if self.high is not None and (
             number >= self.high if self.high_open else number > self.high

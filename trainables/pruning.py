@@ -116,8 +116,8 @@ def compute_masks(
         return {}
     if pruner.scope == "channel":
         return _channel_masks(model, sparsity)
-    scores = {name: pruner.score(t.tensor, torch.Generator().manual_seed(seed))
-              for name, t in targets.items()}
+    generator = torch.Generator().manual_seed(seed)  # one stream: tensors get distinct draws
+    scores = {name: pruner.score(t.tensor, generator) for name, t in targets.items()}
     if pruner.scope == "per_tensor":
         return {name: _keep_mask(s, round(sparsity * s.numel())) for name, s in scores.items()}
     flat = torch.cat([s.flatten() for s in scores.values()])

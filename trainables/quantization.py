@@ -278,6 +278,7 @@ class Quantizer:
     name = "fp32"
     fake_quant_weights = False
     quantizes = False
+    quantizes_activations_in_training = True  # PTQ attaches its quantizers after training
 
     def __init__(self) -> None:
         self.activation_spec: dict[str, Any] | None = None
@@ -294,7 +295,7 @@ class Quantizer:
             for t in targets.values():
                 parametrize.register_parametrization(t.module, t.attr, FakeQuant(bits, t.axis))
         self.activation_spec = self.activation(bits, num_nodes)
-        if self.activation_spec and self.name != "ptq":
+        if self.activation_spec and self.quantizes_activations_in_training:
             attach_activation_quant(model, self.activation_spec)
 
     def penalty(self, model: nn.Module) -> Tensor | None:
@@ -334,16 +335,15 @@ class Quantizer:
         quantizers = getattr(model, "act_quant", None)
         if not quantizers:
             return 32.0
-        if self.name == "a2q":
-            return float(torch.cat([q.node_bits().detach() for q in quantizers.values()]).mean())
-        return float(bits)
+        node = [q.node_bits().detach() for q in quantizers.values() if isinstance(q, NodeActQuant)]
+        return float(torch.cat(node).mean()) if node else float(bits)
 
 
 class PTQ(Quantizer):
     """Post-training quantization: fine-tune in float, then calibrate activation ranges on the
     training nodes and quantize weights per channel."""
 
-    name, quantizes = "ptq", True
+    name, quantizes, quantizes_activations_in_training = "ptq", True, False
 
     def activation(self, bits, num_nodes):
         return {"kind": "range", "bits": bits, "percentile": 0.0}

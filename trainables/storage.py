@@ -101,7 +101,7 @@ def _candidates(flat: np.ndarray, shape: tuple[int, ...], bits: int | None):
         {"mask": np.packbits(flat != 0).tobytes(), "values": _encode_values(values, bits)},
         {},
     )
-    if len(shape) >= 2 and shape[0] > 0:
+    if len(shape) >= 2 and shape[0] > 0 and numel > 0:
         cols = numel // shape[0]
         row_counts = np.bincount(nonzero // cols, minlength=shape[0])
         row_ptr = np.concatenate([[0], np.cumsum(row_counts)])
@@ -218,7 +218,7 @@ def _decode_tensor(entry: dict[str, Any], payload: bytes) -> Tensor:
             row_ptr = np.frombuffer(blobs["row_ptr"], dtype=entry["ptr_dtype"]).astype(np.int64)
             col = np.frombuffer(blobs["col"], dtype=entry["col_dtype"]).astype(np.int64)
             rows = np.repeat(np.arange(len(row_ptr) - 1), np.diff(row_ptr))
-            positions = rows * (numel // shape[0]) + col
+            positions = rows * (numel // max(shape[0], 1)) + col
         else:
             raise StorageError(f"tensor {entry['name']!r}: unknown layout {layout!r}")
         if positions.size != count or (count and positions.max() >= numel):
@@ -243,6 +243,8 @@ def read_header(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[dict[
         header = json.loads(data[9 : 9 + header_len])
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise StorageError(f"{path}: corrupted header ({err})") from None
+    if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
+        raise StorageError(f"{path}: corrupted header (not a tensor table)")
     payload = data[9 + header_len :]
     if len(payload) != header.get("payload_bytes") or zlib.crc32(payload) != header.get(
         "payload_crc32"
@@ -260,11 +262,12 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, An
     header, payload = read_header(data, path)
     try:
         state = {e["name"]: _decode_tensor(e, payload) for e in header["tensors"]}
-    except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, StorageError):
-            raise
+        meta = dict(header["meta"])
+    except StorageError:
+        raise
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as err:
         raise StorageError(f"{path}: malformed tensor entry ({err})") from None
-    return state, header["meta"]
+    return state, meta
 
 
 def describe(path: str | os.PathLike) -> list[dict[str, Any]]:

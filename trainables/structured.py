@@ -94,7 +94,11 @@ CUSTOM_PRUNERS: dict[type, tp.pruner.function.BasePruningFunc] = {
 def remove_zero_channels(model: nn.Module, example_inputs: tuple) -> dict[str, int]:
     """Delete every hidden channel whose weights and bias are all zero; returns the new
     constructor arguments (e.g. ``{"hidden": 9}``) that rebuild the smaller model."""
-    torch.set_grad_enabled(True)  # torch-pruning traces with autograd
+    with torch.enable_grad():  # torch-pruning traces with autograd
+        return _remove_zero_channels(model, example_inputs)
+
+
+def _remove_zero_channels(model: nn.Module, example_inputs: tuple) -> dict[str, int]:
     # Activation quantizers hold per-node state (A2Q): never channels, never pruned.
     quantizers = getattr(model, "act_quant", None)
     graph = tp.DependencyGraph().build_dependency(

@@ -75,6 +75,9 @@ def build_node_classification(
     dataset: dict[str, Any], data_root: str | os.PathLike | None, seed: int
 ) -> NodeClassification:
     """Load a Planetoid graph and split it as ``dataset`` says (``public`` or ``random``)."""
+    if dataset["loader"] not in TASK_LOADERS["node_classification"]:
+        raise ValueError(f"node_classification needs a planetoid graph, got loader "
+                         f"{dataset['loader']!r}")
     ds = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root)
     graph = ds[0]
     split = dataset.get("split", "public")
@@ -82,7 +85,7 @@ def build_node_classification(
         train, val, test = graph.train_mask, graph.val_mask, graph.test_mask
     elif split == "random":
         train, val, test = data_mod.random_node_split(
-            graph.num_nodes, dataset.get("num_val", 500), dataset.get("num_test", 500), seed
+            graph.num_nodes, dataset["num_val"], dataset["num_test"], seed
         )
     else:
         raise ValueError(f"unknown node split {split!r}; allowed: public, random")
@@ -122,6 +125,10 @@ def train_step(
 
 TASKS: dict[str, Callable[..., Any]] = {
     "node_classification": build_node_classification,
+}
+# Which dataset loaders give what each task needs (one graph with node labels, ...).
+TASK_LOADERS: dict[str, tuple[str, ...]] = {
+    "node_classification": ("planetoid",),
 }
 
 
