@@ -103,6 +103,7 @@ class MlflowTrialCallback(Callback):
         self._runs: dict[str, str] = {}  # trial_id -> run_id
         self._pending: dict[str, list[Metric]] = {}
         self._seconds: dict[str, float] = {}  # driver time spent tracking each trial
+        self._steps: dict[str, int] = {}  # last step logged per trial
 
     def _run_id(self, trial) -> str:
         if trial.trial_id not in self._runs:
@@ -141,9 +142,14 @@ class MlflowTrialCallback(Callback):
         run_id = self._run_id(trial)
         now = int(time.time() * 1000)
         final = "epoch" not in result
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
-        metrics = [Metric(k, v, now, step) for k, v in _numeric(result).items()]
-        self._pending[trial.trial_id].extend(metrics)
+        rows = result.get("history") or [result]  # per-epoch rows arrive in chunks
+        for row in rows:
+            # per-epoch rows at step = epoch; the final metrics one step later, so MLflow's
+            # latest value of val_acc is the final (reloaded model's) one
+            step = int(row["epoch"]) if "epoch" in row else self._steps.get(trial.trial_id, 0) + 1
+            self._steps[trial.trial_id] = step
+            self._pending[trial.trial_id].extend(
+                Metric(k, v, now, step) for k, v in _numeric(row).items())
         if final or len(self._pending[trial.trial_id]) >= _FLUSH_EVERY:
             self._flush(trial)
         if final:
