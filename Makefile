@@ -49,6 +49,7 @@ bench: venv $(BIN)/.reference data
 	$(BIN)/python bench/spline_conv.py --quick
 	$(BIN)/python bench/compression.py --quick
 	$(BIN)/python bench/measurement.py --quick
+	$(BIN)/python bench/overhead.py --quick
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts ray_results gnn-search-trial .pytest_cache

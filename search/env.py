@@ -15,7 +15,7 @@ QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_LOGGING_LEVEL": "WARNING",  # no "creating tables" chatter
     "CODECARBON_LOG_LEVEL": "error",
-    # Per-epoch reports carry only train_loss and val_acc; the objectives (size, latency)
+    # Per-epoch reports carry train_loss, val_acc, prune_sparsity; the objectives (size, latency)
     # exist only in each trial's final report, which is the one Optuna receives.
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",

@@ -49,3 +49,11 @@ def test_measurement_bench_quick(data_root, cache_dir):
     assert lines[-1].startswith("latency_spread=") and "int8_vs_dense=" in lines[-1]
     out = "\n".join(lines)
     assert "| dense FP32 |" in out and "aten::" in out
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_overhead_bench_quick(data_root, cache_dir):
+    lines = _quick("overhead.py", "--data-root", str(data_root), "--cache-dir", str(cache_dir))
+    assert lines[-1].startswith("overhead b/a=") and "c/a=" in lines[-1]
+    assert "| tracking_s |" in "\n".join(lines)
