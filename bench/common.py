@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import time
@@ -30,3 +31,25 @@ def append_result(title: str, body: str) -> None:
     stamp = time.strftime("%Y-%m-%d")
     with RESULTS.open("a") as f:
         f.write(f"\n## {title} ({stamp})\n\nMachine: {machine()}\n\n{body.strip()}\n")
+
+
+def parse_args(doc: str, quick_help: str) -> argparse.Namespace:
+    """The options every benchmark takes: --quick, --data-root, --cache-dir, --no-write."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--data-root", help="dataset root (default: $GNN_SEARCH_DATA)")
+    parser.add_argument("--cache-dir", help="baseline cache (default: $GNN_SEARCH_CACHE)")
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    return parser.parse_args()
+
+
+def cora(args: argparse.Namespace):
+    """The bundled ``cora_node`` space, its task (data + split) and its cached FP32 baseline:
+    what ``make run`` searches, so benchmark figures describe the service's default."""
+    from search.run import SearchSettings, prepare
+    from spaces import load_space
+
+    space = load_space("cora_node")
+    task, baseline, _ = prepare(space, SearchSettings(
+        name="bench", data_root=args.data_root, cache_dir=args.cache_dir, progress=False))
+    return space, task, baseline

@@ -10,7 +10,6 @@ of the baseline, 90% within 2 points, INT8 QAT within 1 point (test accuracy).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -19,18 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import append_result
-from trainables.baseline import get_baseline
+from bench.common import append_result, cora, parse_args
 from trainables.cycle import run_cycle
 from trainables.measure import MeasureSettings
 from trainables.pruning import PRUNERS
 from trainables.quantization import QUANTIZERS, SUPPORTED_BITS
-from trainables.tasks import build_task
-
-DATASET = {"loader": "planetoid", "name": "Cora", "split": "random", "num_val": 500,
-           "num_test": 500}
-MODEL = {"name": "spline", "kwargs": {"hidden": 16, "kernel_size": 2, "dropout": 0.5}}
-TRAINING = {"epochs": 200, "lr": 0.01, "weight_decay": 5e-3}  # the bundled space's baseline
 
 
 def cycle(task, baseline, config, workdir):
@@ -40,17 +32,10 @@ def cycle(task, baseline, config, workdir):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="sparsity 0.5 and 0.9 only (< 3 min)")
-    parser.add_argument("--data-root")
-    parser.add_argument("--cache-dir")
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(__doc__, "sparsity 0.5 and 0.9 only (< 3 min)")
     warnings.filterwarnings("ignore")
     started = time.perf_counter()
-    task = build_task("node_classification", DATASET, args.data_root, seed=0)
-    baseline, _ = get_baseline(task, "node_classification", DATASET, MODEL, TRAINING, 0,
-                               args.cache_dir, progress=False)
+    _, task, baseline = cora(args)
     base_acc = baseline.metrics["test_acc"]
     epochs = 40 if args.quick else 100
     tune = {"finetune.epochs": epochs, "finetune.lr": 0.005, "finetune.schedule": "cosine",

@@ -11,7 +11,6 @@ the same process, naming the kernel that ran.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -23,16 +22,9 @@ from torch.profiler import profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import append_result
-from trainables.baseline import get_baseline
+from bench.common import append_result, cora, parse_args
 from trainables.cycle import load_compressed, run_cycle
 from trainables.measure import MeasureSettings, measure_inference
-from trainables.tasks import build_task
-
-DATASET = {"loader": "planetoid", "name": "Cora", "split": "random", "num_val": 500,
-           "num_test": 500}
-MODEL = {"name": "spline", "kwargs": {"hidden": 16, "kernel_size": 2, "dropout": 0.5}}
-TRAINING = {"epochs": 200, "lr": 0.01, "weight_decay": 5e-3}
 
 
 def top_kernel(fn) -> str:
@@ -46,17 +38,10 @@ def top_kernel(fn) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (< 3 min)")
-    parser.add_argument("--data-root")
-    parser.add_argument("--cache-dir")
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(__doc__, "fewer rounds (< 3 min)")
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)  # as inside a Ray trial
-    task = build_task("node_classification", DATASET, args.data_root, seed=0)
-    baseline, _ = get_baseline(task, "node_classification", DATASET, MODEL, TRAINING, 0,
-                               args.cache_dir, progress=False)
+    _, task, baseline = cora(args)
     settings = MeasureSettings()
     work = Path(tempfile.mkdtemp(prefix="bench-measure-"))
 

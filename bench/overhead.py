@@ -9,7 +9,6 @@ Targets (search issue): (b)/(a) <= 1.10; (c)/(a) <= 0.65 (the limit is 0.5).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import append_result
+from bench.common import append_result, cora, parse_args
 from search.env import apply_quiet_env
 from trainables.measure import MeasureSettings
 
@@ -42,27 +41,18 @@ STAGES = ["time_setup_s", "finetune_s", "time_convert_s", "time_save_s", "time_r
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="30 instead of 100 epochs")
-    parser.add_argument("--data-root")
-    parser.add_argument("--cache-dir")
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parse_args(__doc__, "30 instead of 100 epochs")
     warnings.filterwarnings("ignore")
     apply_quiet_env()
     from analysis.load import load_trials
-    from search.run import SearchSettings, prepare, run_search
-    from spaces import load_space
+    from search.run import SearchSettings, run_search
     from trainables.cycle import run_cycle
 
     epochs = 30 if args.quick else 100
     configs = [{**c, "finetune.epochs": epochs, "finetune.lr": 0.005} for c in CONFIGS]
-    space = load_space("cora_node")
+    space, task, baseline = cora(args)
     measure = MeasureSettings()  # the service's defaults, energy included
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
-    base = SearchSettings(name="x", data_root=args.data_root, cache_dir=args.cache_dir,
-                          progress=False, measure=measure)
-    task, baseline, _ = prepare(space, base)
 
     # (a) plain loop, this process, all cores
     start = time.perf_counter()

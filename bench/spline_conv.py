@@ -8,7 +8,6 @@ weights and run in this process, one after the other; the headline is their rati
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -20,7 +19,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import append_result
+from bench.common import append_result, parse_args
+from spaces import load_space
 from trainables.models import SplineNet
 from trainables.tasks import build_task
 
@@ -63,15 +63,10 @@ def layer_times(layer, task, repeats: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer epochs (< 1 minute)")
-    parser.add_argument("--data-root", help="dataset root (default: $GNN_SEARCH_DATA)")
-    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
-    args = parser.parse_args()
+    args = parse_args(__doc__, "fewer epochs (< 1 minute)")
     warnings.filterwarnings("ignore")
-    task = build_task("node_classification",
-                      {"loader": "planetoid", "name": "Cora", "split": "random",
-                       "num_val": 500, "num_test": 500}, args.data_root, seed=0)
+    space = load_space("cora_node")  # the data and split `make run` searches
+    task = build_task(space.task, space.dataset.model_dump(), args.data_root, seed=0)
     torch.manual_seed(0)
     ours = SplineNet(task.num_features, task.num_classes)
     ref = reference_model(ours)

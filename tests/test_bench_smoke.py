@@ -57,3 +57,11 @@ def test_overhead_bench_quick(data_root, cache_dir):
     lines = _quick("overhead.py", "--data-root", str(data_root), "--cache-dir", str(cache_dir))
     assert lines[-1].startswith("overhead b/a=") and "c/a=" in lines[-1]
     assert "| tracking_s |" in "\n".join(lines)
+
+
+@pytest.mark.slow
+def test_search_efficiency_bench_quick(data_root, cache_dir):
+    lines = _quick("search_efficiency.py", "--data-root", str(data_root),
+                   "--cache-dir", str(cache_dir))
+    assert lines[-1].startswith("default_reaches_grid_in=") and "default_vs_random=" in lines[-1]
+    assert "| random |" in "\n".join(lines)
