@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from trainables.data import LOADERS
-from trainables.models import MODELS
+from trainables.models import MODELS, build_model
 from trainables.params import PARAMS, is_active, validate_config
 from trainables.tasks import TASK_LOADERS, TASKS
 
@@ -168,6 +168,15 @@ class SearchSpace(_Strict):
                                else entry)
                     raise ValueError(f"warm_start: {key}={value!r} is outside the space; "
                                      f"allowed: {allowed}")
+        return self
+
+    @model_validator(mode="after")
+    def _model_builds(self) -> SearchSpace:
+        """Catch a misspelt model argument now, not after the dataset has loaded."""
+        try:
+            build_model(self.model.name, 4, 2, **self.model.kwargs)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"model.kwargs: {err}") from None
         return self
 
     @model_validator(mode="after")

@@ -91,6 +91,8 @@ BAD = [
     (VALID.replace("size_bytes: min", "size_bytes: smallest"), "objectives.size_bytes"),
     (VALID + "  prune.amount: 0.5\n", "unknown parameter 'prune.amount'"),
     (VALID + "colour: blue\n", "colour: Extra inputs are not permitted"),
+    (VALID.replace("model: {name: spline}", "model: {name: spline, kwargs: {hiden: 8}}"),
+     "model.kwargs: unknown argument 'hiden' for model 'spline'; allowed: hidden"),
     (VALID.replace("{low: 5, high: 50, log: true}", "{low: 0, high: 50, log: true}"),
      "log range needs low > 0"),
     ("""
@@ -168,3 +170,15 @@ def test_loader_must_fit_the_task(tmp_path):
     with pytest.raises(SpaceError, match="dataset.loader 'tu' does not fit task "
                                          "'node_classification'; allowed: planetoid"):
         load_space(_write(tmp_path, text))
+
+
+def test_sampler_names_agree():
+    from search.cli import SAMPLER_NAMES
+    from search.run import make_sampler
+    from spaces import SAMPLERS
+
+    assert tuple(SAMPLERS) == SAMPLER_NAMES
+    for name in SAMPLERS:
+        make_sampler(name, seed=0, trials=8)
+    with pytest.raises(ValueError, match="unknown sampler 'cmaes'; allowed: tpe, nsga2, random"):
+        make_sampler("cmaes", seed=0, trials=8)

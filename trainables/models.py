@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -131,10 +132,13 @@ def build_model(name: str, num_features: int, num_classes: int, **kwargs) -> nn.
     """Instantiate registered model ``name``; unknown names and arguments are clear errors."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
-    try:
-        return MODELS[name](num_features, num_classes, **kwargs)
-    except TypeError as err:
-        raise ValueError(f"bad arguments for model {name!r}: {err}") from None
+    allowed = [p for p in inspect.signature(MODELS[name]).parameters
+               if p not in ("num_features", "num_classes")]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown argument {unknown[0]!r} for model {name!r}; allowed: "
+                         f"{', '.join(allowed)}")
+    return MODELS[name](num_features, num_classes, **kwargs)
 
 
 @dataclass(frozen=True)
