@@ -329,15 +329,16 @@ def cmd_compare(args) -> int:
     return 0
 
 
+DEFAULT_OBJECTIVES = "val_acc:max,size_bytes:min"
+
+
 def _search_objectives(experiments: list[str], tracking_uri: str) -> str:
     """The objectives the (latest) search in these experiments optimized."""
-    from mlflow.tracking import MlflowClient
+    from analysis.load import load_searches
 
-    client = MlflowClient(tracking_uri)
-    ids = [e.experiment_id for n in experiments if (e := client.get_experiment_by_name(n))]
-    runs = client.search_runs(ids, filter_string="tags.`gnn_search.role` = 'search'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0].data.params.get("objectives", "") if runs else "val_acc:max,size_bytes:min"
+    searches = load_searches(experiments, tracking_uri)
+    recorded = searches["objectives"].dropna() if "objectives" in searches else []
+    return recorded.iloc[0] if len(recorded) else DEFAULT_OBJECTIVES
 
 
 COMMANDS = {"run": cmd_run, "trial": cmd_trial, "pareto": cmd_pareto, "report": cmd_report,
