@@ -66,7 +66,7 @@ def main() -> None:
     args = parse_args(__doc__, "fewer epochs (< 1 minute)")
     warnings.filterwarnings("ignore")
     space = load_space("cora_node")  # the data and split `make run` searches
-    task = build_task(space.task, space.dataset.model_dump(), args.data_root, seed=0)
+    task = build_task(space.task, space.dataset.as_dict(), args.data_root, seed=0)
     torch.manual_seed(0)
     ours = SplineNet(task.num_features, task.num_classes)
     ref = reference_model(ours)

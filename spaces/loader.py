@@ -24,15 +24,15 @@ from pydantic import (
 )
 
 from trainables.data import LOADERS
-from trainables.models import MODELS, build_model
-from trainables.params import PARAMS, is_active, validate_config
-from trainables.tasks import TASK_LOADERS, TASKS
+from trainables.models import MODELS, TASK_MODELS, build_model
+from trainables.params import PARAMS, check_fit, is_active, validate_config
+from trainables.tasks import TASK_LOADERS, TASK_SPLITS, TASKS, TRANSDUCTIVE_TASKS, task_metrics
 
 BUNDLED_DIR = Path(__file__).parent
 # Metrics a search may optimize: validation and deployment figures, never test metrics.
 OBJECTIVE_METRICS = (
-    "val_acc", "size_bytes", "size_ratio", "latency_ms", "sparsity_actual", "avg_bits",
-    "params_nonzero", "peak_rss_mb",
+    "val_acc", "val_roc_auc", "val_ap", "size_bytes", "size_ratio", "latency_ms",
+    "sparsity_actual", "avg_bits", "params_nonzero", "peak_rss_mb",
 )
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -46,11 +46,23 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
+    """Which data and how it is split; fields a task does not use stay unset (None)."""
+
     loader: str
     name: str
-    split: Literal["public", "random"] = "public"
-    num_val: int = Field(500, ge=1)
-    num_test: int = Field(1000, ge=1)
+    split: str | None = None  # default: the task's first (see trainables.tasks.TASK_SPLITS)
+    num_val: int | None = Field(None, ge=1)  # node classification, random split
+    num_test: int | None = Field(None, ge=1)
+    val_ratio: float | None = Field(None, gt=0, lt=1)  # link prediction, graph classification
+    test_ratio: float | None = Field(None, gt=0, lt=1)
+    folds: int | None = Field(None, ge=2, le=100)  # graph classification, split: kfold
+    metric: Literal["acc", "roc_auc"] | None = None  # graph classification: what val_ scores
+    batch_size: int | None = Field(None, ge=1)  # graph classification
+    subgraphs: int | None = Field(None, ge=1, le=64)  # link prediction: NESS static subgraphs
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings given (unset ones left out, so they do not enter cache keys)."""
+        return self.model_dump(exclude_none=True)
 
     @field_validator("loader")
     @classmethod
@@ -185,6 +197,50 @@ class SearchSpace(_Strict):
         if self.dataset.loader not in allowed:
             raise ValueError(f"dataset.loader {self.dataset.loader!r} does not fit task "
                              f"{self.task!r}; allowed: {', '.join(allowed)}")
+        models = TASK_MODELS[self.task]
+        if self.model.name not in models:
+            raise ValueError(f"model {self.model.name!r} does not fit task {self.task!r}; "
+                             f"allowed: {', '.join(models)}")
+        splits = TASK_SPLITS[self.task]
+        if self.dataset.split is not None and self.dataset.split not in splits:
+            raise ValueError(f"dataset.split {self.dataset.split!r} does not fit task "
+                             f"{self.task!r}; allowed: {', '.join(splits)}")
+        if self.dataset.split == "random" and self.task == "node_classification" and (
+                self.dataset.num_val is None or self.dataset.num_test is None):
+            raise ValueError("dataset: a random node split needs num_val and num_test")
+        if self.dataset.split == "scaffold" and self.dataset.loader != "moleculenet":
+            raise ValueError(f"dataset.split 'scaffold' needs molecules; loader "
+                             f"{self.dataset.loader!r} has none; allowed loader: moleculenet")
+        return self
+
+    @model_validator(mode="after")
+    def _objectives_fit_task(self) -> SearchSpace:
+        """A validation objective must be a score this task computes (e.g. no val_acc for
+        link prediction)."""
+        searched, _ = task_metrics(self.task, self.dataset.as_dict())
+        scores = {searched, "val_ap"} if self.task == "link_prediction" else {searched}
+        if self.task == "graph_classification":
+            scores.add("val_acc")
+        for metric in self.objectives:
+            if metric.startswith("val_") and metric not in scores:
+                raise ValueError(f"objective {metric!r} is not a score of task {self.task!r} "
+                                 f"here; allowed: {', '.join(sorted(scores))}")
+        return self
+
+    @model_validator(mode="after")
+    def _methods_fit(self) -> SearchSpace:
+        """Methods the task or model cannot run (A2Q on new graphs, structured pruning of a
+        model whose channels it does not know) are refused in choices and warm-start points."""
+        transductive = self.task in TRANSDUCTIVE_TASKS
+        for key in ("prune.method", "quant.method"):
+            entry = self.space.get(key)
+            for value in entry if isinstance(entry, list) else [entry] if entry else []:
+                try:
+                    check_fit({key: value}, transductive, self.model.name)
+                except ValueError as err:
+                    raise ValueError(f"space.{key}: {err}") from None
+        for point in self.warm_start:
+            check_fit(point, transductive, self.model.name)
         return self
 
     # ---- what the search and the trial command use -------------------------------------
@@ -196,6 +252,11 @@ class SearchSpace(_Strict):
     @property
     def modes(self) -> list[str]:
         return list(self.objectives.values())
+
+    @property
+    def reported(self) -> list[str]:
+        """Test metrics the task reports beside the objectives (never searched on)."""
+        return task_metrics(self.task, self.dataset.as_dict())[1]
 
     def define_by_run(self, trial) -> dict[str, Any]:
         """Suggest one configuration on an Optuna trial; returns the fixed (constant) values.

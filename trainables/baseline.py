@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from trainables.models import build_model
 from trainables.storage import load_state, save_model
-from trainables.tasks import train_step
+from trainables.tasks import CrossValidation, train_step
 
 CACHE_ENV = "GNN_SEARCH_CACHE"
 CACHE_VERSION = 1  # bump when training code changes what a cached baseline would be
@@ -44,6 +44,7 @@ class Baseline:
     metrics: dict[str, float]  # val_acc, test_acc, size_bytes (dense FP32 file)
     key: str
     settings: dict[str, Any] = field(default_factory=dict)
+    folds: list[Baseline] | None = None  # k-fold tasks: one baseline per fold (build: fold 0)
 
     def build(self) -> torch.nn.Module:
         """A fresh model holding the baseline's weights."""
@@ -81,7 +82,7 @@ def train_baseline(
     for _ in bar:
         loss = train_step(task, model, optimizer)
         metrics = task.evaluate(model)
-        if metrics[task.search_metric] > best_val:
+        if best_state is None or metrics[task.search_metric] > best_val:
             best_val, best_metrics = metrics[task.search_metric], metrics
             best_state = copy.deepcopy(model.state_dict())
         bar.set_postfix(loss=f"{loss:.3f}", best_val=f"{best_val:.3f}")
@@ -102,8 +103,12 @@ def get_baseline(
 ) -> tuple[Baseline, bool]:
     """The cached baseline for these settings, training it first if needed.
 
-    Returns the baseline and whether it came from the cache.
+    Returns the baseline and whether it came from the cache. A k-fold task gets one cached
+    baseline per fold, combined into one whose metrics are means (and ``*_std``) over folds.
     """
+    if isinstance(task, CrossValidation):
+        return _fold_baselines(task, task_name, dataset, model_spec, training, seed,
+                               cache_dir, progress)
     key = baseline_key(task_name, dataset, model_spec, training, seed)
     path = resolve_cache_dir(cache_dir) / "baselines" / f"{key}.gnnz"
     cached = path.exists()
@@ -131,3 +136,26 @@ def get_baseline(
         settings={"training": training, "seed": seed, "path": str(path)},
     )
     return baseline, cached
+
+
+def _fold_baselines(task: CrossValidation, task_name, dataset, model_spec, training, seed,
+                    cache_dir, progress) -> tuple[Baseline, bool]:
+    folds, all_cached = [], True
+    for k, fold_task in enumerate(task.folds):
+        fold, cached = get_baseline(fold_task, task_name, {**dataset, "fold": k}, model_spec,
+                                    training, seed, cache_dir, progress)
+        folds.append(fold)
+        all_cached &= cached
+    metrics: dict[str, float] = {}
+    for name in folds[0].metrics:
+        values = torch.tensor([f.metrics[name] for f in folds], dtype=torch.float64)
+        metrics[name] = float(values.mean())
+        if name.startswith(("val_", "test_")):
+            metrics[f"{name}_std"] = float(values.std(unbiased=False))
+    key = hashlib.sha256("".join(f.key for f in folds).encode()).hexdigest()[:16]
+    combined = Baseline(
+        model=model_spec, num_features=folds[0].num_features, num_classes=folds[0].num_classes,
+        state=folds[0].state, metrics=metrics, key=key,
+        settings={**folds[0].settings, "folds": len(folds)}, folds=folds,
+    )
+    return combined, all_cached

@@ -22,13 +22,13 @@ from torch.nn.utils import parametrize
 from trainables import measure
 from trainables.baseline import Baseline
 from trainables.models import build_model, compression_targets
-from trainables.params import validate_config
+from trainables.params import check_fit, validate_config
 from trainables.pruning import apply_masks, compute_masks, get_pruner, penalty, sparsity_at
 from trainables.quantization import FakeQuant, attach_activation_quant, get_quantizer
 from trainables.schedules import SCHEDULES
 from trainables.storage import StorageError, describe, load_state, save_model
 from trainables.structured import remove_zero_channels
-from trainables.tasks import train_step
+from trainables.tasks import CrossValidation, train_step
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -109,6 +109,10 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), meta
 
 
+# Per-fold figures that add up over folds (the rest are averaged; peak memory is the max).
+SUMMED_OVER_FOLDS = ("cycle_s", "finetune_s", "trial_energy_j")
+
+
 def run_cycle(
     config: dict[str, Any],
     task,
@@ -118,9 +122,54 @@ def run_cycle(
     seed: int = 0,
     measure_settings: measure.MeasureSettings | None = None,
 ) -> CycleResult:
-    """Compress ``baseline`` as ``config`` says, fine-tune, save, reload, evaluate, measure."""
+    """Compress ``baseline`` as ``config`` says, fine-tune, save, reload, evaluate, measure.
+
+    For a :class:`~trainables.tasks.CrossValidation` task the cycle runs once per fold, from
+    that fold's baseline; per-epoch reports carry ``fold`` and count epochs across folds, and
+    the final metrics are means over folds, with ``<score>_std`` beside each val/test score.
+    """
+    if not isinstance(task, CrossValidation):
+        return _run_one(config, task, baseline, report, out_dir, seed, measure_settings)
+    if baseline.folds is None or len(baseline.folds) != len(task.folds):
+        raise ValueError(f"a {len(task.folds)}-fold task needs one baseline per fold")
+    epochs = int(validate_config({**DEFAULTS, **config})["finetune.epochs"])
+    results = []
+    for k, (fold_task, fold_baseline) in enumerate(zip(task.folds, baseline.folds,
+                                                       strict=True)):
+        def fold_report(metrics: dict[str, Any], k: int = k) -> None:
+            report({**metrics, "fold": k, "epoch": k * epochs + metrics["epoch"]})
+
+        results.append(_run_one(config, fold_task, fold_baseline, fold_report,
+                                Path(out_dir) / f"fold{k}", seed, measure_settings))
+    metrics: dict[str, float] = {}
+    for name in results[0].metrics:
+        values = torch.tensor([r.metrics[name] for r in results], dtype=torch.float64)
+        if name in SUMMED_OVER_FOLDS or name.startswith("time_"):
+            metrics[name] = float(values.sum())
+        elif name == "peak_rss_mb":
+            metrics[name] = float(values.max())
+        else:
+            metrics[name] = float(values.mean())
+        if name.startswith(("val_", "test_")):
+            metrics[f"{name}_std"] = float(values.std(unbiased=False))
+    tags = {**results[0].tags, "folds": str(len(results)),
+            "model_file": "fold0 (one file per fold)"}
+    return CycleResult(metrics=metrics, tags=tags, model_path=results[0].model_path)
+
+
+def _run_one(
+    config: dict[str, Any],
+    task,
+    baseline: Baseline,
+    report: Report,
+    out_dir: str | Path,
+    seed: int = 0,
+    measure_settings: measure.MeasureSettings | None = None,
+) -> CycleResult:
+    """One cycle on one split."""
     started = time.perf_counter()
     config = validate_config({**DEFAULTS, **config})
+    check_fit(config, task.transductive, baseline.model["name"])
     settings = measure_settings or measure.MeasureSettings()
     watch = measure.Stopwatch()
     rss_scope = "trial" if measure.reset_peak_rss() else "process"
@@ -150,7 +199,7 @@ def run_cycle(
         prune_to(sparsity_at(1, start, epochs, final, schedule) if epochs else 0.0)
         quantizer = get_quantizer(config["quant.method"])
         bits = config.get("quant.bits")
-        quantizer.prepare(model, targets, bits, task.num_nodes)
+        quantizer.prepare(model, targets, bits, task.num_nodes if task.transductive else 0)
 
         def extra_loss():
             terms = [quantizer.penalty(model)]
@@ -206,7 +255,8 @@ def run_cycle(
         for name, qt in quantized.items():
             targets[name].tensor.data.copy_(qt.dequantize())
         model.eval()
-        quantizer.calibrate(model, lambda: task.inference(model)(), task.calibration_rows)
+        calibration_forward, calibration_rows = task.calibration(model)
+        quantizer.calibrate(model, calibration_forward, calibration_rows)
         quantizer.finalize(model)
 
     out_dir = Path(out_dir)
@@ -253,7 +303,7 @@ def run_cycle(
     tags = {
         "latency_kernel": "float",  # weights are dequantized; no integer kernel runs
         **cost_tags,
-        "latency_mode": "full_graph",
+        "latency_mode": task.latency_mode,
         "peak_rss_scope": rss_scope,
         "roundtrip": "exact",
         "storage_layouts": ",".join(

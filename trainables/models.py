@@ -76,6 +76,126 @@ class GCN(nn.Module):
         return self.conv2(x, edge_index)
 
 
+class NESS(nn.Module):
+    """NESS encoder for link prediction (Ucar, 2023): a linear map and one normalized
+    propagation step, no nonlinearity; the task trains it on static subgraphs and decodes
+    edges by inner product. ``num_classes`` is unused (the output is an embedding)."""
+
+    def __init__(self, num_features: int, num_classes: int | None = None,
+                 hidden: int = 128) -> None:
+        super().__init__()
+        self.conv = GCNConv(num_features, hidden)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        return self.conv(x, edge_index)
+
+
+class GAE(nn.Module):
+    """Graph autoencoder encoder (Kipf & Welling, 2016): two GCN layers (32, 16), decoded by
+    inner product. ``num_classes`` is unused (the output is an embedding)."""
+
+    def __init__(self, num_features: int, num_classes: int | None = None, hidden: int = 32,
+                 out: int = 16) -> None:
+        super().__init__()
+        self.conv1 = GCNConv(num_features, hidden)
+        self.conv2 = GCNConv(hidden, out)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        return self.conv2(F.relu(self.conv1(x, edge_index)), edge_index)
+
+
+class GIN(nn.Module):
+    """GIN (Xu et al., 2019): ``layers`` GINConv blocks with two-layer MLPs and batch norm,
+    sum readout of every block, summed into a two-layer classifier."""
+
+    def __init__(self, num_features: int, num_classes: int, hidden: int = 64, layers: int = 5,
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        from torch_geometric.nn import GINConv
+
+        self.dropout = dropout
+        self.convs = nn.ModuleList()
+        for i in range(layers):
+            mlp = nn.Sequential(
+                nn.Linear(num_features if i == 0 else hidden, hidden), nn.BatchNorm1d(hidden),
+                nn.ReLU(), nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            )
+            self.convs.append(GINConv(mlp, train_eps=False))
+        self.lin1 = nn.Linear(hidden * layers, hidden)
+        self.lin2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor) -> Tensor:
+        from torch_geometric.nn import global_add_pool
+
+        readouts = []
+        for conv in self.convs:
+            x = conv(x, edge_index)
+            readouts.append(global_add_pool(x, batch))
+        x = F.relu(self.lin1(torch.cat(readouts, dim=-1)))
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        return self.lin2(x)
+
+
+class GraphGCN(nn.Module):
+    """Graph classification GCN: ``layers`` GCN layers of ``hidden`` channels, max readout."""
+
+    def __init__(self, num_features: int, num_classes: int, hidden: int = 128, layers: int = 3,
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        self.dropout = dropout
+        self.convs = nn.ModuleList(
+            GCNConv(num_features if i == 0 else hidden, hidden) for i in range(layers))
+        self.lin = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor) -> Tensor:
+        from torch_geometric.nn import global_max_pool
+
+        for conv in self.convs:
+            x = F.relu(conv(x, edge_index))
+        x = F.dropout(global_max_pool(x, batch), p=self.dropout, training=self.training)
+        return self.lin(x)
+
+
+class HGPSL(nn.Module):
+    """HGP-SL (Zhang et al., 2019): three GCN layers, HGP-SL pooling after the first two,
+    mean||max readout after each layer, summed, then a three-layer classifier."""
+
+    def __init__(self, num_features: int, num_classes: int, hidden: int = 128,
+                 ratio: float = 0.5, dropout: float = 0.0, hops: int = 3,
+                 lamb: float = 1.0) -> None:
+        super().__init__()
+        from trainables.hgpsl import HGPSLPool
+
+        self.dropout = dropout
+        self.conv1 = GCNConv(num_features, hidden)
+        self.conv2 = GCNConv(hidden, hidden)
+        self.conv3 = GCNConv(hidden, hidden)
+        self.pool1 = HGPSLPool(hidden, ratio, hops, lamb)
+        self.pool2 = HGPSLPool(hidden, ratio, hops, lamb)
+        self.lin1 = nn.Linear(2 * hidden, hidden)
+        self.lin2 = nn.Linear(hidden, hidden // 2)
+        self.lin3 = nn.Linear(hidden // 2, num_classes)
+
+    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor) -> Tensor:
+        from torch_geometric.nn import global_max_pool, global_mean_pool
+
+        def readout(h: Tensor, b: Tensor) -> Tensor:
+            return F.relu(torch.cat([global_max_pool(h, b), global_mean_pool(h, b)], dim=-1))
+
+        weight = None
+        x = F.relu(self.conv1(x, edge_index))
+        x, edge_index, weight, batch = self.pool1(x, edge_index, weight, batch)
+        total = readout(x, batch)
+        x = F.relu(self.conv2(x, edge_index, weight))
+        x, edge_index, weight, batch = self.pool2(x, edge_index, weight, batch)
+        total = total + readout(x, batch)
+        x = F.relu(self.conv3(x, edge_index, weight))
+        total = total + readout(x, batch)
+        x = F.dropout(F.relu(self.lin1(total)), p=self.dropout, training=self.training)
+        x = F.dropout(F.relu(self.lin2(x)), p=self.dropout, training=self.training)
+        return self.lin3(x)
+
+
 @dataclass(frozen=True)
 class ChannelGroup:
     """Hidden channels that structured pruning removes together.
@@ -104,7 +224,13 @@ def _gcn_groups(model: nn.Module) -> list[ChannelGroup]:
 CHANNEL_GROUPS: dict[type, Callable[[nn.Module], list[ChannelGroup]]] = {
     SplineNet: _spline_groups,
     GCN: _gcn_groups,
+    GAE: _gcn_groups,
 }
+
+
+def supports_structured(model_name: str) -> bool:
+    """Whether structured pruning knows the channel groups of registered model ``model_name``."""
+    return MODELS.get(model_name) in CHANNEL_GROUPS
 
 
 def channel_groups(model: nn.Module) -> list[ChannelGroup]:
@@ -123,8 +249,19 @@ def message_passing_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    "spline": SplineNet,
-    "gcn": GCN,
+    "spline": SplineNet,  # node classification
+    "gcn": GCN,  # node classification
+    "ness": NESS,  # link prediction
+    "gae": GAE,  # link prediction
+    "gin": GIN,  # graph classification
+    "graph_gcn": GraphGCN,  # graph classification
+    "hgpsl": HGPSL,  # graph classification
+}
+# Which models fit which task (what their forward takes and returns).
+TASK_MODELS: dict[str, tuple[str, ...]] = {
+    "node_classification": ("spline", "gcn"),
+    "link_prediction": ("ness", "gae"),
+    "graph_classification": ("gin", "graph_gcn", "hgpsl"),
 }
 
 

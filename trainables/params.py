@@ -103,3 +103,21 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(PARAMS)}")
     checked = {k: PARAMS[k].check(k, v) for k, v in config.items()}
     return {k: v for k, v in checked.items() if is_active(k, checked)}
+
+
+def check_fit(config: dict[str, Any], transductive: bool, model: str) -> None:
+    """Methods that a task or model cannot run: a one-line error naming what is allowed.
+
+    ``transductive``: the task trains and infers on one fixed graph (A2Q's per-node state
+    needs that); ``model``: a registered model name (structured pruning needs its channels).
+    """
+    from trainables.models import MODELS, supports_structured
+
+    if config.get("quant.method") == "a2q" and not transductive:
+        others = [q for q in PARAMS["quant.method"].choices if q != "a2q"]
+        raise ValueError("quant.method='a2q' learns per-node state of one fixed graph and this "
+                         f"task is inductive (new graphs); allowed: {', '.join(others)}")
+    if config.get("prune.method") == "structured" and not supports_structured(model):
+        known = [m for m in MODELS if supports_structured(m)]
+        raise ValueError(f"prune.method='structured' does not know the channels of model "
+                         f"{model!r}; it supports: {', '.join(known)}")

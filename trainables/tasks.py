@@ -1,6 +1,12 @@
 """Tasks: what is learned and how it is scored. Each holds its data, ready for training.
 
-A task is built once in the driver (``build_task``) and shipped to every trial.
+A task is built once in the driver (``build_task``) and shipped to every trial. Every task
+offers the same few members, which is all the cycle and the baseline use:
+``train_epoch(model, optimizer, extra_loss, grad_clip)``, ``evaluate(model)`` (val and test
+scores), ``inference(model)`` (a call that latency measures), ``example_inputs()``,
+``calibration(model)``, ``search_metric``, ``num_features``, ``num_classes``,
+``transductive``, ``num_nodes`` and ``latency_mode``. A k-fold task is a
+:class:`CrossValidation` holding one such task per fold.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainables import data as data_mod
+from trainables.graph_classification import build_graph_classification
+from trainables.link_prediction import build_link_prediction
+from trainables.training import ExtraLoss, optimizer_step
 
 
 @dataclass
@@ -31,6 +40,8 @@ class NodeClassification:
     num_features: int
     num_classes: int
     search_metric: str = "val_acc"
+    transductive: bool = True  # the same graph at training and inference
+    latency_mode: str = "full_graph"
 
     def loss(self, model: nn.Module) -> Tensor:
         """Training loss of one full-batch forward (the model is in training mode)."""
@@ -45,10 +56,16 @@ class NodeClassification:
     def num_nodes(self) -> int:
         return self.x.size(0)
 
-    @property
-    def calibration_rows(self) -> Tensor:
-        """Rows PTQ calibrates activation ranges on: the training nodes."""
-        return self.train_mask
+    def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    extra_loss: ExtraLoss = None, grad_clip: float = 0.0) -> float:
+        """One full-batch gradient step; returns the loss."""
+        model.train()
+        optimizer.zero_grad()
+        return optimizer_step(model, optimizer, self.loss(model), extra_loss, grad_clip)
+
+    def calibration(self, model: nn.Module) -> tuple[Callable[[], Any], Tensor | None]:
+        """A forward for activation ranges, and the rows they are observed on (training)."""
+        return self.inference(model), self.train_mask
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -102,34 +119,67 @@ def build_node_classification(
     )
 
 
+@dataclass
+class CrossValidation:
+    """One task per fold (k-fold cross-validation): trials and baselines run every fold and
+    report the mean (and ``*_std`` of the scores) over folds."""
+
+    folds: list[Any]
+
+    def __post_init__(self) -> None:
+        if not self.folds:
+            raise ValueError("cross-validation needs at least one fold")
+
+    def __getattr__(self, name: str) -> Any:
+        # shared facts (search_metric, num_features, ...) are the same in every fold
+        if name == "folds":
+            raise AttributeError(name)
+        return getattr(self.folds[0], name)
+
+
 def train_step(
     task,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    extra_loss: Callable[[], Tensor | None] | None = None,
+    extra_loss: ExtraLoss = None,
     grad_clip: float = 0.0,
 ) -> float:
-    """One gradient step on ``task.loss`` (+ ``extra_loss()``); returns the total loss."""
-    model.train()
-    optimizer.zero_grad()
-    loss = task.loss(model)
-    extra = extra_loss() if extra_loss is not None else None
-    if extra is not None:
-        loss = loss + extra
-    loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return loss.item()
+    """One training epoch of ``task`` (one step for full-graph tasks); returns the loss."""
+    return task.train_epoch(model, optimizer, extra_loss, grad_clip)
 
 
 TASKS: dict[str, Callable[..., Any]] = {
     "node_classification": build_node_classification,
+    "link_prediction": build_link_prediction,
+    "graph_classification": build_graph_classification,
 }
 # Which dataset loaders give what each task needs (one graph with node labels, ...).
 TASK_LOADERS: dict[str, tuple[str, ...]] = {
     "node_classification": ("planetoid",),
+    "link_prediction": ("planetoid",),
+    "graph_classification": ("tu", "moleculenet"),
 }
+# Tasks that train and infer on one fixed graph (per-node learned state, such as A2Q's, is
+# possible only there).
+TRANSDUCTIVE_TASKS = ("node_classification", "link_prediction")
+# Splits each task knows; the first is the default.
+TASK_SPLITS: dict[str, tuple[str, ...]] = {
+    "node_classification": ("public", "random"),
+    "link_prediction": ("random",),
+    "graph_classification": ("stratified", "kfold", "scaffold"),
+}
+
+
+def task_metrics(task: str, dataset: dict[str, Any]) -> tuple[str, list[str]]:
+    """The searched validation metric and the reported test metrics of a task, known from the
+    space file alone (before any data loads)."""
+    if task == "link_prediction":
+        return "val_roc_auc", ["test_roc_auc", "test_ap"]
+    if task == "graph_classification":
+        metric = dataset.get("metric") or "acc"
+        reported = ["test_acc"] + (["test_roc_auc"] if metric == "roc_auc" else [])
+        return f"val_{metric}", reported
+    return "val_acc", ["test_acc"]
 
 
 def build_task(task: str, dataset: dict[str, Any], data_root=None, seed: int = 0):
