@@ -169,9 +169,9 @@ def cmd_run(args) -> int:
                if settings.early_stopping else "")
     print(f"\nSearch {name!r}: {outcome.completed} trials finished{stopped}, "
           f"{outcome.failed} failed, "
-          f"{outcome.wall_s:.0f} s. Baseline (FP32): val_acc={outcome.baseline['val_acc']:.4f} "
-          f"test_acc={outcome.baseline['test_acc']:.4f} size_bytes="
-          f"{outcome.baseline['size_bytes']:.0f}")
+          f"{outcome.wall_s:.0f} s. Baseline (FP32): " + " ".join(
+              f"{k}={v:.4f}" for k, v in outcome.baseline.items() if k.startswith(("val_", "test_"))
+          ) + f" size_bytes={outcome.baseline['size_bytes']:.0f}")
     trials = load_trials([name], settings.tracking_uri)
     if not trials.frame.empty:
         wanted = ", ".join(f"{m}:{d}" for m, d in space.objectives.items())
@@ -202,7 +202,7 @@ def cmd_trial(args) -> int:
     space = load_space(args.space)
     config = space.with_overrides(_parse_sets(args.set))
     measure_settings = _measure_settings(args)  # bad values fail before any work
-    dataset = space.dataset.model_dump()
+    dataset = space.dataset.as_dict()
     task = build_task(space.task, dataset, args.data_root, space.baseline.seed)
     baseline, _ = get_baseline(
         task, space.task, dataset, space.model.model_dump(),

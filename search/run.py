@@ -174,7 +174,7 @@ def trial_fn(
 
 def prepare(space: SearchSpace, settings: SearchSettings):
     """Load the data and the baseline (trained and cached on first use)."""
-    dataset = space.dataset.model_dump()
+    dataset = space.dataset.as_dict()
     task = build_task(space.task, dataset, settings.data_root, space.baseline.seed)
     training = space.baseline.model_dump(exclude={"seed"})
     baseline, cached = get_baseline(
@@ -235,11 +235,14 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
             "paper_grid": settings.paper_grid, "early_stopping": settings.early_stopping,
             "seed": settings.seed, "baseline.key": baseline.key,
             "baseline.epochs": space.baseline.epochs,
+            "baseline.folds": len(baseline.folds or [baseline]),
         },
         tags={"gnn_search.baseline_cached": str(cached)},
     )
     search_run.log_metrics({f"baseline_{k}": v for k, v in baseline.metrics.items()})
     search_run.log_artifact(space.source)
+    for fold in baseline.folds or [baseline]:  # the FP32 model(s) every trial starts from
+        search_run.log_artifact(fold.settings["path"], "baseline")
     started = time.perf_counter()
     status = "FAILED"
     try:
@@ -274,7 +277,7 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
             {"cpu": trial_cpus},
         )
         reporter = tune.CLIReporter(
-            metric_columns=[*space.metrics, "test_acc"],
+            metric_columns=[*space.metrics, *space.reported],
             parameter_columns=["prune.method", "prune.sparsity", "quant.method", "quant.bits",
                                "finetune.epochs"],
             max_report_frequency=30,

@@ -85,8 +85,8 @@ class SearchRun:
             self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
         )
 
-    def log_artifact(self, path: str | Path) -> None:
-        self.client.log_artifact(self.run_id, str(path))
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
