@@ -15,8 +15,8 @@ import pandas as pd
 
 CONFIG_COLUMNS = ("prune.method", "prune.sparsity", "prune.schedule", "quant.method",
                   "quant.bits", "finetune.epochs", "finetune.lr", "finetune.schedule")
-REPORTED_METRICS = ("val_acc", "test_acc", "size_bytes", "size_ratio", "sparsity_actual",
-                    "latency_ms")
+REPORTED_METRICS = ("val_acc", "test_acc", "test_acc_std", "val_roc_auc", "test_roc_auc",
+                    "test_ap", "size_bytes", "size_ratio", "sparsity_actual", "latency_ms")
 FORMATS = ("table", "csv", "json")
 
 
@@ -109,21 +109,24 @@ def _table(frame: pd.DataFrame) -> str:
 
 def baseline_comparison(front: pd.DataFrame, objectives: dict[str, str],
                         baseline: dict[str, float]) -> pd.DataFrame:
-    """Each Pareto configuration against the FP32 baseline: accuracy change in points,
-    size as a fraction of the baseline file."""
+    """Each Pareto configuration against the FP32 baseline: the searched score's change in
+    points (``val_acc``, ``val_roc_auc``, ...), size as a fraction of the baseline file."""
+    score = next((m for m in objectives if m.startswith("val_")), "val_acc")
+    test = "test_" + score.removeprefix("val_")
+    change = f"{score} change (points)"
     rows = [{"configuration": "FP32 baseline (dense file)",
-             **{k: baseline.get(k) for k in ("val_acc", "test_acc", "size_bytes")},
-             "val_acc change (points)": 0.0, "size_ratio": 1.0}]
+             **{k: baseline.get(k) for k in (score, test, "size_bytes")},
+             change: 0.0, "size_ratio": 1.0}]
     for _, r in front.iterrows():
         config = ", ".join(
             f"{c}={r[c]:.3g}" if isinstance(r[c], float) else f"{c}={r[c]}"
             for c in ("prune.method", "prune.sparsity", "quant.method", "quant.bits")
             if c in r and pd.notna(r[c]))
         rows.append({
-            "configuration": config, "val_acc": r.get("val_acc"), "test_acc": r.get("test_acc"),
+            "configuration": config, score: r.get(score), test: r.get(test),
             "size_bytes": r.get("size_bytes"),
-            "val_acc change (points)": (r.get("val_acc") - baseline["val_acc"]) * 100
-            if "val_acc" in baseline and pd.notna(r.get("val_acc")) else None,
+            change: (r.get(score) - baseline[score]) * 100
+            if score in baseline and pd.notna(r.get(score)) else None,
             "size_ratio": r.get("size_ratio"),
         })
     return pd.DataFrame(rows)

@@ -178,6 +178,8 @@ def task_metrics(task: str, dataset: dict[str, Any]) -> tuple[str, list[str]]:
     if task == "graph_classification":
         metric = dataset.get("metric") or "acc"
         reported = ["test_acc"] + (["test_roc_auc"] if metric == "roc_auc" else [])
+        if dataset.get("split") == "kfold":
+            reported += [f"{m}_std" for m in reported]
         return f"val_{metric}", reported
     return "val_acc", ["test_acc"]
 
