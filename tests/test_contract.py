@@ -11,13 +11,14 @@ import pytest
 
 from tests.conftest import CORA, fast_measure
 from trainables.cycle import load_compressed, run_cycle
-from trainables.models import MODELS
+from trainables.models import TASK_MODELS
 from trainables.pruning import PRUNERS, SCHEDULES
 from trainables.quantization import QUANTIZERS, SUPPORTED_BITS
 
 PRUNE = [("none", None)] + [(m, s) for m in PRUNERS if m != "none" for s in SCHEDULES]
 QUANT = [("fp32", None)] + [(q, b) for q in QUANTIZERS if q != "fp32" for b in SUPPORTED_BITS]
 SPARSITY = 0.5
+MODELS = TASK_MODELS["node_classification"]  # other tasks: tests/test_task_contract.py
 HIDDEN = 16
 
 

@@ -115,7 +115,7 @@ def test_bad_files_give_one_clear_error(tmp_path, text, message):
 
 def test_missing_file():
     with pytest.raises(SpaceError, match="space file 'nope.yaml' not found; give a path or one "
-                                         "of: cora_node"):
+                                         "of: bbbp, .*cora_node, .*proteins"):
         load_space("nope.yaml")
 
 

@@ -73,8 +73,8 @@ def test_scaffold_of_bad_smiles_is_a_clear_error():
 
 
 def _auc_by_pairs(scores, labels):
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
     return wins / (len(pos) * len(neg))
 
@@ -83,7 +83,7 @@ def _ap_by_thresholds(scores, labels):
     total = sum(labels)
     ap, previous_recall = 0.0, 0.0
     for threshold in sorted(set(scores), reverse=True):
-        picked = [y for s, y in zip(scores, labels) if s >= threshold]
+        picked = [y for s, y in zip(scores, labels, strict=True) if s >= threshold]
         recall = sum(picked) / total
         ap += (recall - previous_recall) * sum(picked) / len(picked)
         previous_recall = recall
