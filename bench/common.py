@@ -33,9 +33,12 @@ def append_result(title: str, body: str) -> None:
         f.write(f"\n## {title} ({stamp})\n\nMachine: {machine()}\n\n{body.strip()}\n")
 
 
-def parse_args(doc: str, quick_help: str) -> argparse.Namespace:
-    """The options every benchmark takes: --quick, --data-root, --cache-dir, --no-write."""
+def parse_args(doc: str, quick_help: str, extra=None) -> argparse.Namespace:
+    """The options every benchmark takes: --quick, --data-root, --cache-dir, --no-write;
+    ``extra(parser)`` adds a benchmark's own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if extra is not None:
+        extra(parser)
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--data-root", help="dataset root (default: $GNN_SEARCH_DATA)")
     parser.add_argument("--cache-dir", help="baseline cache (default: $GNN_SEARCH_CACHE)")

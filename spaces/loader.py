@@ -59,6 +59,7 @@ class DatasetSpec(_Strict):
     metric: Literal["acc", "roc_auc"] | None = None  # graph classification: what val_ scores
     batch_size: int | None = Field(None, ge=1)  # graph classification
     subgraphs: int | None = Field(None, ge=1, le=64)  # link prediction: NESS static subgraphs
+    normalize_features: bool | None = None  # link prediction: rows of x sum to 1
 
     def as_dict(self) -> dict[str, Any]:
         """The settings given (unset ones left out, so they do not enter cache keys)."""

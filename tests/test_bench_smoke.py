@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,11 @@ def test_search_efficiency_bench_quick(data_root, cache_dir):
                    "--cache-dir", str(cache_dir))
     assert lines[-1].startswith("default_reaches_grid_in=") and "default_vs_random=" in lines[-1]
     assert "| random |" in "\n".join(lines)
+
+
+@pytest.mark.slow
+def test_baselines_bench_quick(data_root, cache_dir):
+    lines = _quick("baselines.py", "--data-root", str(data_root), "--cache-dir", str(cache_dir))
+    rows = [line for line in lines if line.startswith("| ")]
+    assert len(rows) == 10  # 8 baselines + quantized GIN at INT8 and INT4
+    assert re.fullmatch(r"baselines: \d+ of 10 targets met \(\d+ s\)", lines[-1])

@@ -5,7 +5,8 @@ once). Training follows NESS (Ucar, 2023): the training edges are partitioned on
 ``subgraphs`` static, disjoint random subgraphs; every epoch takes one gradient step per
 subgraph (its edges as positives, fresh random negatives), and a node's embedding at
 evaluation is the mean of its embeddings in each subgraph. ``subgraphs: 1`` is the usual
-full-graph GAE training.
+full-graph GAE training. ``normalize_features: true`` scales each node's features to sum to
+one (as PyG's autoencoder example does).
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def build_link_prediction(dataset: dict[str, Any], data_root, seed: int) -> Link
     if split != "random":
         raise ValueError(f"unknown link split {split!r}; allowed: random")
     graph = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root)[0]
+    if dataset.get("normalize_features"):  # rows sum to 1 (PyG's NormalizeFeatures)
+        graph.x = graph.x / graph.x.sum(dim=1, keepdim=True).clamp(min=1e-12)
     splitter = RandomLinkSplit(
         num_val=dataset.get("val_ratio") or 0.05, num_test=dataset.get("test_ratio") or 0.1,
         is_undirected=True, add_negative_train_samples=False, split_labels=True,
