@@ -254,6 +254,15 @@ class SearchSpace(_Strict):
     def modes(self) -> list[str]:
         return list(self.objectives.values())
 
+    def allows(self, config: dict[str, Any]) -> bool:
+        """Whether this task and model can run ``config``'s methods (A2Q needs a fixed graph,
+        structured pruning a model whose channels it knows)."""
+        try:
+            check_fit(config, self.task in TRANSDUCTIVE_TASKS, self.model.name)
+        except ValueError:
+            return False
+        return True
+
     @property
     def reported(self) -> list[str]:
         """Test metrics the task reports beside the objectives (never searched on)."""
