@@ -18,6 +18,19 @@ QUIET_ENV = {
     # Per-epoch reports carry train_loss, val_acc, prune_sparsity; the objectives (size, latency)
     # exist only in each trial's final report, which is the one Optuna receives.
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    # Each finished trial forces a save of the experiment state (resume loses nothing); that
+    # is on purpose, so Tune's warning about frequent saves is noise here.
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # Tune's JSON and CSV result logs are added by the search; its TensorBoard logger only
+    # warns about the per-epoch history lists.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    # An MLflow server that is away costs seconds, not MLflow's default ~4 minutes of retries
+    # per call; the search then stops writing to it and `gnn-search sync` catches up.
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # no "View run ..." line per trial
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # no progress bars on stderr
     "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",
 }
 

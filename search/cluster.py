@@ -1,0 +1,206 @@
+"""Ray clusters and the MLflow tracking server: check, connect, serve.
+
+A search's driver (Tune's loop and all MLflow logging) runs where ``gnn-search run`` runs;
+trials run on any node and talk only to Ray. Code reaches the nodes through Ray's runtime
+environment (``working_dir`` = this checkout, or the installed packages as ``py_modules``),
+so nodes need the dependencies but not this project. Ray's token authentication stays on:
+every node and driver needs the cluster's token (README, "Security").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from search.env import QUIET_ENV
+
+ADDRESS_HELP = "auto, HOST:PORT (a cluster's GCS) or ray://HOST:PORT (Ray Client)"
+PACKAGES = ("search", "spaces", "trainables", "analysis")
+# Never shipped to the cluster: environments, caches, local results (gitignore syntax).
+WORKING_DIR_EXCLUDES = [
+    ".venv/", ".git/", "**/__pycache__/", "*.egg-info/", ".pytest_cache/", ".ruff_cache/",
+    "mlflow.db", "mlartifacts/", "mlruns/", "ray_results/", "gnn-search-trial/", "bench/out/",
+    "*.gnnz", "*.pt", "emissions.csv",
+]
+# Process settings that are not worth shipping: this one only matters where Ray starts.
+_DRIVER_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+
+
+def project_root() -> Path | None:
+    """This checkout (the folder holding ``pyproject.toml`` and the packages), or None when
+    the project is installed as a wheel."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and all((root / p).is_dir() for p in PACKAGES):
+        return root
+    return None
+
+
+def _job_runtime_env() -> dict[str, Any]:
+    """The runtime environment of the Ray job this driver runs in (``ray job submit``)."""
+    text = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not text:
+        return {}
+    return json.loads(text).get("runtime_env") or {}
+
+
+def runtime_env(cluster: bool) -> dict[str, Any]:
+    """What trials need besides the installed dependencies: quiet settings, and on a
+    cluster the project's code. Fields a submitted job already sets are left to the job
+    (Ray refuses to merge a field set twice)."""
+    job = _job_runtime_env()
+    job_vars = job.get("env_vars") or {}
+    env: dict[str, Any] = {}
+    env_vars = {k: os.environ[k] for k in QUIET_ENV
+                if k in os.environ and k not in _DRIVER_ONLY_ENV and k not in job_vars}
+    if env_vars:
+        env["env_vars"] = env_vars
+    if cluster and not {"working_dir", "py_modules"} & set(job):
+        root = project_root()
+        if root is not None:
+            env["working_dir"] = str(root)
+            if "excludes" not in job:
+                env["excludes"] = WORKING_DIR_EXCLUDES
+        else:
+            import importlib
+
+            env["py_modules"] = [importlib.import_module(p) for p in PACKAGES]
+    return env
+
+
+def check_address(address: str) -> None:
+    """``--address`` is well formed and answers within a few seconds."""
+    if address == "auto":
+        return
+    if address.startswith("ray://"):
+        from ray._private.utils import get_ray_client_dependency_error
+
+        if get_ray_client_dependency_error() is not None:
+            raise ValueError(f"--address {address} needs Ray Client: pip install "
+                             "'ray[client]==2.60.0', or run on the head node with --address auto")
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--address {address!r} is not a Ray address; allowed: {ADDRESS_HELP}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=3):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConnectionError(
+            f"cannot reach the Ray cluster at {address} ({reason}); start it (`ray up "
+            "ray_cluster.yaml` or `ray start --head`), or leave out --address to run here"
+        ) from None
+
+
+def connect(address: str | None, object_store_bytes: int) -> int:
+    """Join the cluster at ``address`` (None: start Ray on this machine, on 127.0.0.1
+    only); returns the cluster's CPU count."""
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    env = runtime_env(cluster=address is not None)
+    try:
+        if address:
+            ray.init(address=address, runtime_env=env, logging_level="WARNING")
+        else:
+            ray.init(_node_ip_address="127.0.0.1", object_store_memory=object_store_bytes,
+                     include_dashboard=False, runtime_env=env, logging_level="WARNING")
+    except AuthenticationError:
+        raise ConnectionError(
+            f"the Ray cluster at {address} refused this driver's token; use the cluster's "
+            "token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; README, "
+            "'Security')") from None
+    except (ConnectionError, RuntimeError, TimeoutError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConnectionError(f"cannot connect to the Ray cluster at {address}: {reason}") from None
+    return int(ray.cluster_resources().get("CPU", 0))
+
+
+def check_tracking_uri(uri: str) -> None:
+    """The tracking store is usable before anything starts: no credentials in the URI, a
+    server answers ``/health``, a SQLite file's folder exists."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        raise ValueError("--tracking-uri must not carry credentials (user:password@...); set "
+                         "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
+                         "MLFLOW_TRACKING_TOKEN instead")
+    if parts.scheme in ("http", "https"):
+        if not server_healthy(uri):
+            raise ConnectionError(
+                f"MLflow tracking server {uri} is unreachable (no answer from /health); "
+                "start one with `gnn-search mlflow-server` or pass another --tracking-uri")
+    elif parts.scheme == "sqlite":
+        database = uri.removeprefix("sqlite:///")
+        if database and database != ":memory:" and not Path(database).parent.is_dir():
+            raise ValueError(f"--tracking-uri {uri}: folder {Path(database).parent} does not "
+                             "exist; allowed: sqlite:////abs/path/mlflow.db in an existing "
+                             "folder, or http://HOST:PORT")
+
+
+def server_healthy(uri: str, timeout: float = 5.0) -> bool:
+    """Whether an MLflow server answers ``GET /health`` with OK."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            return response.read().decode().strip() == "OK"
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def mlflow_server_command(backend_store_uri: str, artifacts_destination: str, host: str,
+                          port: int, workers: int, allowed_hosts: str | None) -> list[str]:
+    """A lean tracking server: SQLite (or any SQL) backend, artifacts served through it (so
+    a driver on any node uploads models over HTTP), one worker."""
+    command = [sys.executable, "-m", "mlflow", "server",
+               "--backend-store-uri", backend_store_uri,
+               "--serve-artifacts", "--artifacts-destination", artifacts_destination,
+               "--host", host, "--port", str(port), "--workers", str(workers)]
+    if allowed_hosts:
+        command += ["--allowed-hosts", allowed_hosts]
+    return command
+
+
+def serve_mlflow(backend_store_uri: str | None, artifacts_destination: str | None, host: str,
+                 port: int, workers: int, allowed_hosts: str | None) -> None:
+    """Check the settings, then replace this process with the MLflow server."""
+    if not 0 < port < 65536:
+        raise ValueError(f"--port {port} is not a TCP port; allowed: 1..65535")
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    backend = backend_store_uri or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
+    check_tracking_uri(backend)
+    artifacts = artifacts_destination or str((Path.cwd() / "mlartifacts").resolve())
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind((host, port))
+    except OSError as err:
+        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}); pick another "
+                         "--port (or --host)") from None
+    if not is_loopback(host):
+        print(f"warning: MLflow listens on {host}:{port}: anyone who can reach it can read and "
+              "write every run (the server has no authentication); prefer the default "
+              "127.0.0.1 and an SSH tunnel", file=sys.stderr)
+    print(f"MLflow tracking server on http://{host}:{port} (runs: {backend}; artifacts: "
+          f"{artifacts}). Searches log to it with --tracking-uri "
+          f"http://{'127.0.0.1' if is_loopback(host) else host}:{port}", flush=True)
+    command = mlflow_server_command(backend, artifacts, host, port, workers, allowed_hosts)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    os.execve(command[0], command, env)  # signals (Ctrl-C, SIGTERM) reach the server itself
