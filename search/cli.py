@@ -65,9 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="search name = MLflow experiment = Tune experiment "
                      "(default: <space>-<date>-<time>)")
     _add_tracking_uri(run)
-    run.add_argument("--storage", help="Tune experiment storage folder (default: "
+    run.add_argument("--storage", help="where Tune keeps the search: a folder (shared by all "
+                     "nodes on a cluster) or a URI such as s3://bucket/prefix (default: "
                      "<cwd>/ray_results)")
-    run.add_argument("--address", help="existing Ray cluster to join (default: start a local one)")
+    run.add_argument("--address", help="existing Ray cluster to join: auto, HOST:PORT or "
+                     "ray://HOST:PORT (default: start Ray on this machine, on 127.0.0.1)")
+    run.add_argument("--resume", metavar="NAME",
+                     help="continue the search NAME (in --storage) to its full trial count "
+                          "after its driver stopped; it keeps its own settings")
+    run.add_argument("--max-failures", type=int, default=2, metavar="N",
+                     help="retries of a trial whose worker or node is lost (default: 2); a "
+                          "trial that raises is not retried")
+    run.add_argument("--trial-timeout", type=float, metavar="S",
+                     help="fail a trial still fine-tuning after S seconds (default: none)")
     run.add_argument("--sampler", choices=SAMPLER_NAMES,
                      help="Optuna sampler (default: the space file's, else tpe)")
     run.add_argument("--paper-grid", action="store_true",
@@ -117,6 +127,32 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="model file to write (e.g. model.gnnz)")
     _add_tracking_uri(export)
 
+    server = sub.add_parser(
+        "mlflow-server", help="start a lean MLflow tracking server (SQLite, artifacts)",
+        description="A tracking server for searches on a cluster: SQLite (or any SQL) "
+                    "backend, artifacts uploaded through the server, one worker, bound to "
+                    "127.0.0.1 unless --host opens it.")
+    server.add_argument("--backend-store-uri", help="where runs are kept (default: "
+                        "sqlite:///<cwd>/mlflow.db)")
+    server.add_argument("--artifacts-destination", help="where model files are kept: a folder "
+                        "or an object-store URI (default: <cwd>/mlartifacts)")
+    server.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: "
+                        "127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
+    server.add_argument("--port", type=int, default=5000, help="TCP port (default: 5000)")
+    server.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
+    server.add_argument("--allowed-hosts", help="Host headers the server accepts when opened "
+                        "with --host (MLflow's DNS-rebinding protection), e.g. mlflow.lan:5000")
+
+    sync = sub.add_parser(
+        "sync", help="write a search's trials from Tune's storage to MLflow",
+        description="Replay the ended trials of a search that MLflow lacks (it was away): "
+                    "complete runs are left alone, unfinished ones replaced; no duplicates.")
+    sync.add_argument("name", metavar="NAME", help="the search's name")
+    sync.add_argument("--storage", help="where Tune keeps the search (default: "
+                      "<cwd>/ray_results)")
+    sync.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the search "
+                      "ran with)")
+
     compare = sub.add_parser("compare", help="hypervolume and Pareto coverage of searches",
                              description="Hypervolume (one shared reference point) and "
                                          "coverage C(A, B) between the fronts of searches.")
@@ -145,33 +181,66 @@ def _measure_settings(args):
     return MeasureSettings(threads=args.latency_threads, energy_window_s=args.energy_window)
 
 
+# Options that define a search: --resume continues it with the values it started with.
+RESUME_KEEPS = ("space", "trials", "concurrency", "name", "tracking_uri", "seed", "sampler",
+                "paper_grid", "early_stopping", "no_warm_start", "latency_threads",
+                "energy_window", "max_failures", "trial_timeout")
+
+
+def _check_resume_options(args) -> None:
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    for key in RESUME_KEEPS:
+        if getattr(args, key) != run.get_default(key):
+            raise ValueError(f"--{key.replace('_', '-')} cannot be given with --resume: search "
+                             f"{args.resume!r} keeps the settings it started with")
+
+
 def cmd_run(args) -> int:
     from analysis.load import load_trials
     from analysis.pareto import pareto_front
     from analysis.report import pareto_table, render
-    from search.run import SearchSettings, run_search
+    from search.run import SearchSettings, resume_search, run_search
     from search.tracking import default_tracking_uri
     from spaces import load_space
 
-    space = load_space(args.space)
-    name = args.name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    settings = SearchSettings(
-        name=name, trials=args.trials, concurrency=args.concurrency,
-        tracking_uri=args.tracking_uri or default_tracking_uri(),
-        storage=Path(args.storage or Path.cwd() / "ray_results").resolve(),
-        data_root=args.data_root, cache_dir=args.cache_dir, seed=args.seed,
-        address=args.address, progress=not args.quiet, measure=_measure_settings(args),
-        sampler=args.sampler, warm_start=not args.no_warm_start, paper_grid=args.paper_grid,
-        early_stopping=args.early_stopping,
-    )
-    outcome = run_search(space, settings)
+    storage_location = args.storage or str(Path.cwd() / "ray_results")
+    if args.resume:
+        from search.run import load_saved
+
+        _check_resume_options(args)
+        space, settings, _ = load_saved(args.resume, storage_location)
+        name = args.resume
+        outcome = resume_search(name, storage_location, address=args.address,
+                                progress=not args.quiet, data_root=args.data_root,
+                                cache_dir=args.cache_dir)
+    else:
+        space = load_space(args.space)
+        name = args.name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        settings = SearchSettings(
+            name=name, trials=args.trials, concurrency=args.concurrency,
+            tracking_uri=args.tracking_uri or default_tracking_uri(),
+            storage=storage_location,
+            data_root=args.data_root, cache_dir=args.cache_dir, seed=args.seed,
+            address=args.address, progress=not args.quiet, measure=_measure_settings(args),
+            sampler=args.sampler, warm_start=not args.no_warm_start, paper_grid=args.paper_grid,
+            early_stopping=args.early_stopping, max_failures=args.max_failures,
+            trial_timeout_s=args.trial_timeout,
+        )
+        outcome = run_search(space, settings)
     stopped = (f", {outcome.early_stopped} stopped early ({outcome.epochs_saved} epochs saved)"
                if settings.early_stopping else "")
-    print(f"\nSearch {name!r}: {outcome.completed} trials finished{stopped}, "
-          f"{outcome.failed} failed, "
+    retried = f" ({outcome.retried} after a retry)" if outcome.retried else ""
+    print(f"\nSearch {name!r}{' (resumed)' if args.resume else ''}: {outcome.completed} "
+          f"trials finished{retried}{stopped}, {outcome.failed} failed, "
           f"{outcome.wall_s:.0f} s. Baseline (FP32): " + " ".join(
               f"{k}={v:.4f}" for k, v in outcome.baseline.items() if k.startswith(("val_", "test_"))
           ) + f" size_bytes={outcome.baseline['size_bytes']:.0f}")
+    if outcome.tracking_error:
+        print(f"\nwarning: MLflow ({settings.tracking_uri}) failed during the search: "
+              f"{outcome.tracking_error}. Every trial is kept in Tune's storage "
+              f"({settings.storage}); write the missing ones to MLflow, without duplicates, "
+              f"with:\n  gnn-search sync {name} --storage {settings.storage}", file=sys.stderr)
+        return 0 if outcome.completed else 1
     trials = load_trials([name], settings.tracking_uri)
     if not trials.frame.empty:
         wanted = ", ".join(f"{m}:{d}" for m, d in space.objectives.items())
@@ -306,6 +375,40 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_mlflow_server(args) -> int:
+    from search.cluster import serve_mlflow
+
+    serve_mlflow(args.backend_store_uri, args.artifacts_destination, args.host, args.port,
+                 args.workers, args.allowed_hosts)
+    return 0  # not reached: the server replaced this process
+
+
+def cmd_sync(args) -> int:
+    from search.cluster import check_tracking_uri
+    from search.storage import normalize_storage
+    from search.sync import sync_search
+
+    location = normalize_storage(args.storage or Path.cwd() / "ray_results")
+    if args.tracking_uri:
+        check_tracking_uri(args.tracking_uri)
+    else:
+        from search.run import load_saved
+
+        check_tracking_uri(load_saved(args.name, location)[1].tracking_uri)
+    report = sync_search(args.name, location, args.tracking_uri)
+    if report.error:
+        raise ConnectionError(f"MLflow failed during the sync ({report.error}); run it again")
+    print(f"search {args.name!r}: {report.trials} trials in Tune's storage ({report.completed} "
+          f"finished, {report.failed} failed, {report.early_stopped} stopped early, "
+          f"{report.unfinished} unfinished); {report.written} written to MLflow, "
+          f"{report.present} already there" + (f", {report.discarded} unfinished runs of "
+          "trials Tune never saved deleted" if report.discarded else ""))
+    if report.unfinished:
+        print(f"{report.unfinished} trials have not ended: continue the search with "
+              f"gnn-search run --resume {args.name} --storage {location}", file=sys.stderr)
+    return 0
+
+
 def cmd_compare(args) -> int:
     from analysis.compare import compare_fronts
     from analysis.report import render
@@ -342,7 +445,8 @@ def _search_objectives(experiments: list[str], tracking_uri: str) -> str:
 
 
 COMMANDS = {"run": cmd_run, "trial": cmd_trial, "pareto": cmd_pareto, "report": cmd_report,
-            "export": cmd_export, "compare": cmd_compare}
+            "export": cmd_export, "compare": cmd_compare, "mlflow-server": cmd_mlflow_server,
+            "sync": cmd_sync}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,17 +4,24 @@ Data flow: load the task's data and the cached FP32 baseline once in the driver;
 every trial through Ray's object store (``tune.with_parameters``); each trial runs
 :func:`trainables.cycle.run_cycle` and reports per-epoch and final metrics; the driver's
 :class:`~search.tracking.MlflowTrialCallback` writes them to MLflow.
+
+Faults: a trial that raises is recorded FAILED and the search goes on; a trial whose worker
+or node is lost is retried (``FailureConfig``); a killed driver is continued with
+:func:`resume_search` (Tune's experiment state and the Optuna study are saved as trials
+finish); MLflow going away costs nothing that :mod:`search.sync` cannot write later.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +29,19 @@ import optuna
 import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from search.env import QUIET_ENV, apply_quiet_env
-from search.tracking import MlflowTrialCallback, SearchRun, default_tracking_uri, open_experiment
+from search import cluster, storage
+from search.env import apply_quiet_env
+from search.tracking import (
+    ERROR_KEY,
+    RECORD_FILE,
+    MlflowTrialCallback,
+    SearchRun,
+    artifact_root,
+    default_tracking_uri,
+    open_experiment,
+)
 from spaces import SearchSpace
 from trainables.baseline import Baseline, get_baseline
 from trainables.cycle import run_cycle
@@ -43,7 +60,7 @@ class SearchSettings:
     trials: int = 8
     concurrency: int = 2
     tracking_uri: str = field(default_factory=default_tracking_uri)
-    storage: Path = field(default_factory=lambda: Path.cwd() / "ray_results")
+    storage: str | Path = field(default_factory=lambda: Path.cwd() / "ray_results")  # or a URI
     data_root: str | None = None
     cache_dir: str | None = None
     seed: int = 0
@@ -55,6 +72,15 @@ class SearchSettings:
     early_stopping: bool = False  # BucketMedianStopping on the search metric
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     progress: bool = True
+    max_failures: int = 2  # retries of a trial whose worker or node is lost
+    trial_timeout_s: float | None = None  # a trial still fine-tuning after this fails
+
+
+# Saved with the search for --resume; the rest (address, progress, paths) is per invocation.
+SAVED_SETTINGS = ("name", "trials", "concurrency", "tracking_uri", "seed", "sampler",
+                  "warm_start", "paper_grid", "early_stopping", "max_failures",
+                  "trial_timeout_s", "data_root", "cache_dir")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -69,25 +95,39 @@ class SearchOutcome:
     baseline: dict[str, float]
     early_stopped: int = 0
     epochs_saved: int = 0
+    retried: int = 0  # trials that finished after Tune retried them
+    unfinished: int = 0  # trials not ended (only when the search was interrupted)
+    tracking_error: str | None = None  # MLflow failed: `gnn-search sync` writes the rest
 
 
-def check_settings(settings: SearchSettings) -> None:
-    """Bad numbers and paths fail here, before anything starts."""
+def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
+    """Bad numbers, names, paths and addresses fail here, before anything starts; a new
+    search also needs a name no Tune experiment in the storage has."""
     if settings.trials < 1:
         raise ValueError(f"--trials must be >= 1, got {settings.trials}")
     if settings.concurrency < 1:
         raise ValueError(f"--concurrency must be >= 1, got {settings.concurrency}")
-    if not settings.name or "/" in settings.name:
-        raise ValueError(f"--name must be non-empty and contain no '/', got {settings.name!r}")
+    if not NAME_PATTERN.fullmatch(settings.name or ""):
+        raise ValueError(f"--name {settings.name!r} is not allowed; use letters, digits, '.', "
+                         "'_' and '-', starting with a letter or digit")
+    if settings.max_failures < 0:
+        raise ValueError(f"--max-failures must be >= 0, got {settings.max_failures}")
+    if settings.trial_timeout_s is not None and not 0 < settings.trial_timeout_s < float("inf"):
+        raise ValueError(f"--trial-timeout must be a number of seconds > 0, got "
+                         f"{settings.trial_timeout_s}")
     if settings.address is None and settings.concurrency > (os.cpu_count() or 1):
         raise ValueError(f"--concurrency {settings.concurrency} exceeds this machine's "
                          f"{os.cpu_count()} CPUs; allowed: 1..{os.cpu_count()}")
-    experiment_dir = Path(settings.storage) / settings.name
-    if experiment_dir.exists():
+    settings.storage = storage.normalize_storage(settings.storage)
+    if not resuming and storage.exists(settings.storage, settings.name):
         raise ValueError(
             f"a Tune experiment named {settings.name!r} already exists in {settings.storage}; "
-            "choose another --name"
+            f"choose another --name, or continue it with --resume {settings.name}"
         )
+    if settings.address is not None:
+        cluster.check_address(settings.address)
+    cluster.check_tracking_uri(settings.tracking_uri)
+    storage.check_writable(settings.storage)  # the first thing written: after every check
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
@@ -130,15 +170,22 @@ def paper_grid(space: SearchSpace) -> list[dict[str, Any]]:
 class EpochReporter:
     """Sends per-epoch metrics to Tune every ``every`` epochs, each report carrying the
     epochs since the last one under ``history`` (every epoch reaches MLflow; a report is a
-    round trip to the driver, ~2 ms)."""
+    round trip to the driver, ~2 ms). Keeps every epoch for the trial's record, and fails
+    the trial once fine-tuning has run longer than ``timeout_s``."""
 
-    def __init__(self, every: int) -> None:
-        self.every, self.rows = every, []
+    def __init__(self, every: int, timeout_s: float | None = None) -> None:
+        self.every, self.rows, self.history = every, [], []
+        self.timeout_s, self.started = timeout_s, time.monotonic()
 
     def __call__(self, metrics: dict[str, Any]) -> None:
         self.rows.append(metrics)
+        self.history.append(metrics)
         if len(self.rows) >= self.every:
             self.flush()
+        elapsed = time.monotonic() - self.started
+        if self.timeout_s is not None and elapsed > self.timeout_s:
+            raise TimeoutError(f"trial exceeded --trial-timeout {self.timeout_s:g} s "
+                               f"({elapsed:.1f} s, at epoch {metrics.get('epoch', '?')})")
 
     def flush(self) -> None:
         if self.rows:
@@ -149,28 +196,71 @@ class EpochReporter:
 REPORTS_PER_TRIAL = 10  # intermediate reports when nothing needs every epoch
 
 
+def _where() -> dict[str, str]:
+    """Where a trial runs: Ray node, host, and the folder its code was imported from (the
+    cluster's copy of the runtime environment's working_dir)."""
+    return {"gnn_search.node_id": ray.get_runtime_context().get_node_id(),
+            "gnn_search.node_ip": ray.util.get_node_ip_address(),
+            "gnn_search.code_dir": str(Path(run_cycle.__code__.co_filename).parents[1])}
+
+
 def trial_fn(
     config: dict[str, Any], task, baseline: Baseline, seed: int,
     measure_settings: MeasureSettings, every_epoch: bool = False,
+    timeout_s: float | None = None,
 ) -> None:
-    """Ray Tune function trainable: one compress-and-fine-tune cycle."""
+    """Ray Tune function trainable: one compress-and-fine-tune cycle.
+
+    The final report carries the model and a record (config, metrics, tags, every epoch) as
+    its checkpoint. A trial restored with that checkpoint (the driver died after it finished)
+    reports the record again instead of running again. A failure in the cycle is reported
+    (``ERROR_KEY``) before it is raised, so the driver records the message and does not
+    retry it: it would fail the same way.
+    """
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as folder:
+            path = Path(folder) / RECORD_FILE
+            record = json.loads(path.read_text()) if path.is_file() else {}
+        if record.get("trial_id") == tune.get_context().get_trial_id():
+            tune.report({**record["metrics"], "tags": record["tags"]})
+            return
     config = {k: v for k, v in config.items() if v is not None}  # grid points: unset keys
     out_dir = Path(tempfile.mkdtemp(prefix="gnn-trial-"))
     epochs = int(config.get("finetune.epochs", 0))
-    reporter = EpochReporter(1 if every_epoch else max(1, epochs // REPORTS_PER_TRIAL))
+    reporter = EpochReporter(1 if every_epoch else max(1, epochs // REPORTS_PER_TRIAL), timeout_s)
+    where = _where()
     try:
-        result = run_cycle(
-            config, task, baseline, report=reporter, out_dir=out_dir, seed=seed,
-            measure_settings=measure_settings,
-        )
+        try:
+            result = run_cycle(
+                config, task, baseline, report=reporter, out_dir=out_dir, seed=seed,
+                measure_settings=measure_settings,
+            )
+        except Exception as err:
+            message = f"{type(err).__name__}: {err}".strip().splitlines()[0][:2000]
+            tune.report({ERROR_KEY: message, "tags": where})
+            raise
         reporter.flush()
+        tags = {**result.tags, **where}
+        record = {"trial_id": tune.get_context().get_trial_id(), "config": config,
+                  "metrics": result.metrics, "tags": tags, "history": reporter.history}
+        (out_dir / RECORD_FILE).write_text(json.dumps(record))
         tune.report(
-            {**result.metrics, "tags": result.tags},
+            {**result.metrics, "tags": tags},
             checkpoint=tune.Checkpoint.from_directory(str(out_dir)),
         )
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+class NoRetryOnTrialError(tune.Callback):
+    """A trial that reported its own failure (``ERROR_KEY``) is not retried: the retries of
+    ``FailureConfig`` are for lost workers and nodes, where a rerun can succeed."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if ERROR_KEY in result and trial.max_failures >= 0:
+            trial.max_failures = trial.run_metadata.num_failures  # the next failure is final
 
 
 def prepare(space: SearchSpace, settings: SearchSettings):
@@ -187,19 +277,8 @@ def prepare(space: SearchSpace, settings: SearchSettings):
 
 def _init_ray(settings: SearchSettings) -> int:
     """Start or join Ray; returns the cluster's CPU count."""
-    env = apply_quiet_env()
-    runtime_env = {"env_vars": {k: env[k] for k in QUIET_ENV}}
-    if settings.address:
-        ray.init(address=settings.address, runtime_env=runtime_env, logging_level="WARNING")
-    else:
-        ray.init(
-            _node_ip_address="127.0.0.1",
-            object_store_memory=OBJECT_STORE_BYTES,
-            include_dashboard=False,
-            runtime_env=runtime_env,
-            logging_level="WARNING",
-        )
-    cpus = int(ray.cluster_resources().get("CPU", 0))
+    apply_quiet_env()
+    cpus = cluster.connect(settings.address, OBJECT_STORE_BYTES)
     if settings.concurrency > cpus:
         raise ValueError(
             f"--concurrency {settings.concurrency} exceeds the cluster's {cpus} CPUs "
@@ -208,8 +287,30 @@ def _init_ray(settings: SearchSettings) -> int:
     return cpus
 
 
+def _grid(space: SearchSpace, settings: SearchSettings) -> list[dict[str, Any]] | None:
+    """The configurations of a grid search (--paper-grid, or bench points); None: Optuna."""
+    if settings.paper_grid:
+        return paper_grid(space)
+    if settings.points:
+        return [validate_config({**space.defaults(), **p}) for p in settings.points]
+    return None
+
+
+def _trainable(settings: SearchSettings, task, baseline: Baseline, cpus: int):
+    # Trials share the CPUs: one trial alone gets them all (torch threads follow).
+    trial_cpus = max(1, cpus // settings.concurrency) if not settings.address else 1
+    return tune.with_resources(
+        tune.with_parameters(
+            trial_fn, task=task, baseline=baseline, seed=settings.seed,
+            measure_settings=settings.measure, every_epoch=settings.early_stopping,
+            timeout_s=settings.trial_timeout_s,
+        ),
+        {"cpu": trial_cpus},
+    )
+
+
 def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
-    """Run the search to completion; every trial ends up as a child run in MLflow."""
+    """Run a new search to completion; every trial ends up as a child run in MLflow."""
     from ray.tune.search import BasicVariantGenerator
     from ray.tune.search.optuna import OptunaSearch
 
@@ -221,119 +322,200 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
     existing = client.get_experiment_by_name(settings.name)
     if existing is not None and client.search_runs([existing.experiment_id], max_results=1):
         raise ValueError(f"an MLflow experiment named {settings.name!r} already exists in "
-                         f"{settings.tracking_uri} with runs; choose another --name")
+                         f"{settings.tracking_uri} with runs; choose another --name, or "
+                         f"continue it with --resume {settings.name}")
     task, baseline, cached = prepare(space, settings)
-    experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
-
-    search_run = SearchRun(
-        client, experiment_id, settings.name,
-        params={
-            "space": Path(space.source).name, "task": space.task, "model": space.model.name,
-            "dataset": space.dataset.name, "sampler": sampler,
-            "warm_start": settings.warm_start,
-            "objectives": ",".join(f"{m}:{d}" for m, d in space.objectives.items()),
-            "trials": settings.trials, "concurrency": settings.concurrency,
-            "paper_grid": settings.paper_grid, "early_stopping": settings.early_stopping,
-            "seed": settings.seed, "baseline.key": baseline.key,
-            "baseline.epochs": space.baseline.epochs,
-            "baseline.folds": len(baseline.folds or [baseline]),
-        },
-        tags={"gnn_search.baseline_cached": str(cached)},
-    )
-    search_run.log_metrics({f"baseline_{k}": v for k, v in baseline.metrics.items()})
-    search_run.log_artifact(space.source)
-    for fold in baseline.folds or [baseline]:  # the FP32 model(s) every trial starts from
-        search_run.log_artifact(fold.settings["path"], "baseline")
-    started = time.perf_counter()
-    status = "FAILED"
     try:
-        cpus = _init_ray(settings)
-        if settings.paper_grid or settings.points:
-            grid = paper_grid(space) if settings.paper_grid else [
-                validate_config({**space.defaults(), **p}) for p in settings.points]
-            searcher = BasicVariantGenerator(points_to_evaluate=grid,
-                                             max_concurrent=settings.concurrency)
-            # Tune needs every key in param_space; a point leaves out what does not apply.
-            param_space = {key: None for point in grid for key in point}
-            num_samples = len(grid)
-        else:
-            searcher = OptunaSearch(
-                space=space.define_by_run,
-                metric=space.metrics,
-                mode=space.modes,
-                sampler=make_sampler(sampler, settings.seed, settings.trials),
-                points_to_evaluate=space.warm_start_points() if settings.warm_start else None,
+        cpus = _init_ray(settings)  # before MLflow: a cluster that does not fit writes nothing
+        experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
+
+        search_run = SearchRun(
+            client, experiment_id, settings.name,
+            params={
+                "space": Path(space.source).name, "task": space.task, "model": space.model.name,
+                "dataset": space.dataset.name, "sampler": sampler,
+                "warm_start": settings.warm_start,
+                "objectives": ",".join(f"{m}:{d}" for m, d in space.objectives.items()),
+                "trials": settings.trials, "concurrency": settings.concurrency,
+                "paper_grid": settings.paper_grid, "early_stopping": settings.early_stopping,
+                "seed": settings.seed, "baseline.key": baseline.key,
+                "baseline.epochs": space.baseline.epochs,
+                "baseline.folds": len(baseline.folds or [baseline]),
+            },
+            tags={"gnn_search.baseline_cached": str(cached)},
+        )
+        search_run.log_metrics({f"baseline_{k}": v for k, v in baseline.metrics.items()})
+        search_run.log_artifact(space.source)
+        for fold in baseline.folds or [baseline]:  # the FP32 model(s) every trial starts from
+            search_run.log_artifact(fold.settings["path"], "baseline")
+        status = "FAILED"
+        try:
+            grid = _grid(space, settings)
+            if grid is not None:
+                searcher = BasicVariantGenerator(points_to_evaluate=grid,
+                                                 max_concurrent=settings.concurrency)
+                # Tune needs every key in param_space; a point leaves out what does not apply.
+                param_space = {key: None for point in grid for key in point}
+                num_samples = len(grid)
+            else:
+                searcher = OptunaSearch(
+                    space=space.define_by_run,
+                    metric=space.metrics,
+                    mode=space.modes,
+                    sampler=make_sampler(sampler, settings.seed, settings.trials),
+                    points_to_evaluate=space.warm_start_points() if settings.warm_start
+                    else None,
+                )
+                num_samples = settings.trials
+                param_space = None
+            scheduler = BucketMedianStopping(task.search_metric, "max") if (
+                settings.early_stopping) else None
+            reporter = tune.CLIReporter(
+                metric_columns=[*space.metrics, *space.reported],
+                parameter_columns=["prune.method", "prune.sparsity", "quant.method",
+                                   "quant.bits", "finetune.epochs"],
+                max_report_frequency=30,
+                print_intermediate_tables=False,
             )
-            num_samples = settings.trials
-            param_space = None
-        scheduler = BucketMedianStopping(task.search_metric, "max") if (
-            settings.early_stopping) else None
-        # Trials share the CPUs: one trial alone gets them all (torch threads follow).
-        trial_cpus = max(1, cpus // settings.concurrency) if not settings.address else 1
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                trial_fn, task=task, baseline=baseline, seed=settings.seed,
-                measure_settings=settings.measure, every_epoch=settings.early_stopping,
-            ),
-            {"cpu": trial_cpus},
-        )
-        reporter = tune.CLIReporter(
-            metric_columns=[*space.metrics, *space.reported],
-            parameter_columns=["prune.method", "prune.sparsity", "quant.method", "quant.bits",
-                               "finetune.epochs"],
-            max_report_frequency=30,
-            print_intermediate_tables=False,
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                scheduler=scheduler,
-                num_samples=num_samples,
-                max_concurrent_trials=None if param_space else settings.concurrency,
-                reuse_actors=True,  # ~0.35 s instead of ~1.5 s per trial, no torch re-import
-                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
-            ),
-            run_config=tune.RunConfig(
-                name=settings.name,
-                storage_path=str(Path(settings.storage).resolve()),
-                callbacks=[MlflowTrialCallback(search_run, settings.name)],
-                verbose=1 if settings.progress else 0,
-                progress_reporter=reporter if settings.progress else None,
-                failure_config=tune.FailureConfig(max_failures=0),
-            ),
-        )
-        results = tuner.fit()
-        failed = sum(1 for r in results if r.error is not None)
-        stopped = [r for r in results if r.error is None and "epoch" in (r.metrics or {})]
-        completed = len(results) - failed - len(stopped)
-        wall_s = time.perf_counter() - started
-        epochs_saved = sum(int(r.config.get("finetune.epochs", 0)) - int(r.metrics["epoch"])
-                           for r in stopped)
-        search_run.log_metrics(
-            {"trials_completed": completed, "trials_failed": failed,
-             "trials_early_stopped": len(stopped), "epochs_saved": epochs_saved,
-             "search_wall_s": wall_s}
-        )
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
+            tuner = tune.Tuner(
+                _trainable(settings, task, baseline, cpus),
+                param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    scheduler=scheduler,
+                    num_samples=num_samples,
+                    max_concurrent_trials=None if param_space else settings.concurrency,
+                    reuse_actors=True,  # ~0.35 s instead of ~1.5 s per trial, no re-import
+                    trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+                ),
+                run_config=tune.RunConfig(
+                    name=settings.name,
+                    storage_path=str(settings.storage),
+                    callbacks=[MlflowTrialCallback(settings.tracking_uri, experiment_id,
+                                                   search_run.run_id, settings.name),
+                               NoRetryOnTrialError(), JsonLoggerCallback(),
+                               CSVLoggerCallback()],
+                    verbose=1 if settings.progress else 0,
+                    progress_reporter=reporter if settings.progress else None,
+                    # lost workers and nodes: retry the trial (from scratch)
+                    failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                    # a finished trial's checkpoint forces a save of the experiment state
+                    # (trials + Optuna study), so a killed driver loses no finished trial
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                ),
+            )
+            _save_search(space, settings, experiment_id, search_run.run_id, baseline.key)
+            outcome = _fit(tuner, settings, search_run, baseline)
+            status = "FINISHED"  # sync_search ended the parent run (or MLflow is away)
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            if status != "FINISHED":
+                search_run.end(status)
     finally:
-        search_run.end(status)
         if ray.is_initialized():
             ray.shutdown()
+    return outcome
+
+
+def _save_search(space: SearchSpace, settings: SearchSettings, experiment_id: str,
+                 parent_run_id: str, baseline_key: str) -> None:
+    """What --resume and sync need, beside Tune's own state: settings, space file, MLflow
+    ids. No credentials: tracking URIs with them are refused."""
+    saved = {k: getattr(settings, k) for k in SAVED_SETTINGS}
+    saved.update(measure=asdict(settings.measure), experiment_id=experiment_id,
+                 parent_run_id=parent_run_id, baseline_key=baseline_key,
+                 space_source=str(space.source),
+                 params=MlflowClient(settings.tracking_uri).get_run(parent_run_id).data.params)
+    storage.write_text(settings.storage, settings.name, storage.SPACE_FILE,
+                       Path(space.source).read_text())
+    storage.write_text(settings.storage, settings.name, storage.SEARCH_FILE,
+                       json.dumps(saved, indent=2, sort_keys=True))
+
+
+def _fit(tuner: tune.Tuner, settings: SearchSettings, search_run: SearchRun,
+         baseline: Baseline) -> SearchOutcome:
+    """Run (or continue) the search, then make MLflow agree with Tune's storage (which also
+    ends the parent run once every trial has ended)."""
+    from search.sync import sync_search
+
+    started = time.perf_counter()
+    tuner.fit()
+    report = sync_search(settings.name, str(settings.storage), settings.tracking_uri,
+                         wall_s=time.perf_counter() - started)
     return SearchOutcome(
-        name=settings.name, experiment_id=experiment_id, parent_run_id=search_run.run_id,
-        tracking_uri=settings.tracking_uri, completed=completed, failed=failed, wall_s=wall_s,
-        baseline=baseline.metrics, early_stopped=len(stopped), epochs_saved=epochs_saved,
+        name=settings.name, experiment_id=search_run.experiment_id,
+        parent_run_id=search_run.run_id, tracking_uri=settings.tracking_uri,
+        completed=report.completed, failed=report.failed, wall_s=report.wall_s,
+        baseline=baseline.metrics, early_stopped=report.early_stopped,
+        epochs_saved=report.epochs_saved, retried=report.retried,
+        unfinished=report.unfinished, tracking_error=report.error,
     )
+
+
+def load_saved(name: str, storage_location: str | Path) -> tuple[SearchSpace, SearchSettings,
+                                                                   dict[str, Any]]:
+    """A search's space and settings as it started them (``--resume``, ``sync``)."""
+    from spaces import load_space
+
+    location = storage.normalize_storage(storage_location)
+    if not NAME_PATTERN.fullmatch(name or ""):
+        raise ValueError(f"search name {name!r} is not allowed; use letters, digits, '.', '_' "
+                         "and '-'")
+    if not storage.exists(location, name, storage.SEARCH_FILE):
+        raise ValueError(f"no search named {name!r} in {location} (no {storage.SEARCH_FILE}); "
+                         "pass the --storage it ran with")
+    saved = json.loads(storage.read_text(location, name, storage.SEARCH_FILE))
+    folder = Path(tempfile.mkdtemp(prefix="gnn-search-space-"))
+    space_file = folder / f"{Path(saved['space_source']).stem}.yaml"
+    space_file.write_text(storage.read_text(location, name, storage.SPACE_FILE))
+    space = load_space(space_file)
+    settings = SearchSettings(**{k: saved[k] for k in SAVED_SETTINGS}, storage=location,
+                              measure=MeasureSettings(**saved["measure"]))
+    return space, settings, saved
+
+
+def resume_search(name: str, storage_location: str | Path, address: str | None = None,
+                  progress: bool = True, data_root: str | None = None,
+                  cache_dir: str | None = None) -> SearchOutcome:
+    """Continue a search whose driver stopped (killed, lost, Ctrl-C) to its full trial count.
+
+    Finished trials are kept, never rerun; trials that were running start again (from
+    their final checkpoint when they had finished their work); the Optuna study carries
+    on from its saved state; MLflow runs are reused (see :class:`MlflowTrialCallback`)."""
+    space, settings, saved = load_saved(name, storage_location)
+    settings.address, settings.progress = address, progress
+    settings.data_root = data_root or settings.data_root
+    settings.cache_dir = cache_dir or settings.cache_dir
+    check_settings(settings, resuming=True)
+    path = storage.experiment_path(settings.storage, name)
+    if not tune.Tuner.can_restore(path):
+        raise ValueError(f"search {name!r} stopped before Tune saved its state; nothing to "
+                         "resume: start it again under a new --name")
+    task, baseline, _ = prepare(space, settings)
+    if baseline.key != saved["baseline_key"]:
+        raise ValueError(f"the FP32 baseline of search {name!r} changed (key "
+                         f"{saved['baseline_key']} -> {baseline.key}); resume with the "
+                         "--cache-dir it ran with")
+    try:
+        cpus = _init_ray(settings)
+        client = MlflowClient(settings.tracking_uri)
+        search_run = SearchRun.reopen(client, saved["experiment_id"], saved["parent_run_id"])
+        resumes = client.get_run(search_run.run_id).data.metrics.get("search_resumes", 0)
+        search_run.log_metrics({"search_resumes": resumes + 1})
+        grid = _grid(space, settings)
+        tuner = tune.Tuner.restore(
+            path, _trainable(settings, task, baseline, cpus),
+            resume_unfinished=True,  # running trials start again
+            resume_errored=False, restart_errored=False,  # failed trials stay failed
+            param_space={key: None for point in grid for key in point} if grid else None,
+        )
+        return _fit(tuner, settings, search_run, baseline)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def _artifact_root(settings: SearchSettings) -> Path | None:
-    """Local artifact folder next to a local SQLite database; a server decides its own."""
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
-    return None
+    return artifact_root(settings.tracking_uri)
