@@ -1,0 +1,174 @@
+"""Bad input: every row of the README's table, run against the real CLI next to an existing
+search. Each gives exit code 2 and one line naming the value and what is allowed, before any
+trial starts, and leaves the existing search (Tune's storage and MLflow) as it was."""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from search.cli import main
+from tests import fault_helpers as fh
+from tests.ray_loopback import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+VALID = fh.SPACE.replace("EPOCHS", "{low: 2, high: 3}")
+
+
+@dataclass
+class Case:
+    args: list[str]  # {space} {storage} {uri} {tmp} {port} {busy} are filled in
+    message: str  # in the README's table, and in the one line on stderr
+    space: str | None = None  # the space file {space} holds (default: a valid one)
+
+
+def run(*extra: str) -> list[str]:
+    return ["run", "--space", "{space}", "--storage", "{storage}", "--tracking-uri", "{uri}",
+            "--name", "fresh", *extra]
+
+
+CASES = {
+    "malformed-yaml": Case(run(), "malformed YAML", space="task: [unclosed"),
+    "unknown-task": Case(run(), "task: unknown task 'node_regression'; allowed:",
+                         space=VALID.replace("node_classification", "node_regression")),
+    "unknown-model": Case(run(), "model.name: unknown model 'transformer'; allowed:",
+                          space=VALID.replace("name: gcn", "name: transformer")),
+    "unknown-method": Case(run(), "prune.method='lottery' is not allowed; expected one of",
+                           space=VALID.replace("[global, none]", "[global, lottery]")),
+    "sparsity-range": Case(run(), "prune.sparsity=1.2 is not allowed; expected a number in "
+                           "[0.0, 1.0)", space=VALID.replace("high: 0.9}", "high: 1.2}")),
+    "unsupported-bits": Case(run(), "quant.bits=16 is not allowed; expected one of 4, 8",
+                             space=VALID.replace("[8]", "[8, 16]")),
+    "empty-search-space": Case(run(), "nothing to search", space=re.sub(
+        r"(?s)space:\n.*", "space: {prune.method: global, finetune.lr: 0.01}\n", VALID)),
+    "test-objective": Case(run(), "'test_acc' cannot be an objective",
+                           space=VALID.replace("val_acc: max", "test_acc: max")),
+    "negative-trials": Case(run("--trials", "-3"), "--trials must be >= 1, got -3"),
+    "concurrency-above-cpus": Case(run("--concurrency", "64"),
+                                   "--concurrency 64 exceeds this machine's"),
+    "bad-name": Case(run("--name", "a/b"), "--name 'a/b' is not allowed; use letters, digits"),
+    "malformed-address": Case(run("--address", "nowhere"), "--address 'nowhere' is not a Ray "
+                              "address; allowed: auto, HOST:PORT"),
+    "unreachable-cluster": Case(run("--address", "127.0.0.1:{port}"),
+                                "cannot reach the Ray cluster at 127.0.0.1:"),
+    "unwritable-storage": Case(run("--storage", "{tmp}/a-file/ray"), "is not writable"),
+    "unknown-storage-uri": Case(run("--storage", "foo://bucket/x"), "--storage "
+                                "'foo://bucket/x' is not a storage location Tune can use"),
+    "existing-name": Case(run("--name", "existing"), "a Tune experiment named 'existing' "
+                          "already exists"),
+    "resume-unknown": Case(["run", "--resume", "nope", "--storage", "{storage}"],
+                           "no search named 'nope' in"),
+    "resume-with-settings": Case(["run", "--resume", "existing", "--trials", "9", "--storage",
+                                  "{storage}"], "--trials cannot be given with --resume"),
+    "tracking-unreachable": Case(run("--tracking-uri", "http://127.0.0.1:{port}"),
+                                 "is unreachable (no answer from /health)"),
+    "tracking-credentials": Case(run("--tracking-uri", "http://me:secret@127.0.0.1:{port}"),
+                                 "--tracking-uri must not carry credentials"),
+    "trial-timeout": Case(run("--trial-timeout", "0"), "--trial-timeout must be a number of "
+                          "seconds > 0"),
+    "max-failures": Case(run("--max-failures", "-1"), "--max-failures must be >= 0, got -1"),
+    "latency-threads": Case(run("--latency-threads", "0"), "latency threads "
+                            "(--latency-threads) must be >= 1"),
+    "missing-dataset": Case(run("--data-root", "{tmp}/empty"), "dataset 'Cora' is not in"),
+    "corrupted-baseline": Case(run("--cache-dir", "{tmp}/bad-cache"),
+                               "payload is truncated or corrupted (checksum mismatch)"),
+    "corrupted-model": Case(["export", "--run-id", "{corrupt_run}", "--out", "{tmp}/m.gnnz",
+                             "--tracking-uri", "{uri}"], "not a compressed GNN model file"),
+    "server-port": Case(["mlflow-server", "--port", "70000"],
+                        "--port 70000 is not a TCP port; allowed: 1..65535"),
+    "server-port-busy": Case(["mlflow-server", "--port", "{busy}"], "cannot listen on "
+                             "127.0.0.1:"),
+    "sync-unknown": Case(["sync", "nope", "--storage", "{storage}"], "no search named 'nope'"),
+}
+
+
+@pytest.fixture(scope="module")
+def existing(tmp_path_factory, data_root, cache_dir):
+    """A finished one-trial search named ``existing``, and the makings of the bad cases."""
+    tmp = tmp_path_factory.mktemp("bad-input")
+    storage, uri = tmp / "ray", f"sqlite:///{tmp / 'mlflow.db'}"
+    space = fh.write_space(tmp, "{low: 2, high: 3}")
+    proc = fh.cli(["run", "--space", str(space), "--trials", "1", "--concurrency", "1",
+                   "--name", "existing", "--storage", str(storage), "--tracking-uri", uri,
+                   *fh.FAST], tmp, fh.cli_env(data_root, cache_dir))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (tmp / "a-file").write_text("not a folder")
+    (tmp / "empty").mkdir()
+    bad_cache = tmp / "bad-cache" / "baselines"  # the cached baseline, corrupted
+    bad_cache.mkdir(parents=True)
+    for model in Path(cache_dir).glob("baselines/*.gnnz"):
+        data = bytearray(model.read_bytes())
+        data[-20:] = bytes(20)
+        (bad_cache / model.name).write_bytes(bytes(data))
+    client = MlflowClient(uri)  # a finished trial whose model file is garbage
+    experiment = client.create_experiment("corrupt")
+    run = client.create_run(experiment, tags={"gnn_search.role": "trial"})
+    (tmp / "model.gnnz").write_bytes(b"PK\x03\x04 not a model")
+    client.log_artifact(run.info.run_id, str(tmp / "model.gnnz"), "model")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return {"tmp": tmp, "storage": storage, "uri": uri, "space": space,
+            "corrupt_run": run.info.run_id}
+
+
+def _state(existing) -> tuple:
+    """Everything a bad command must leave alone: Tune's files and every MLflow run."""
+    files = sorted((str(p.relative_to(existing["storage"])), p.stat().st_size,
+                    p.stat().st_mtime_ns) for p in existing["storage"].rglob("*") if p.is_file())
+    client = MlflowClient(existing["uri"])
+    experiments = client.search_experiments(view_type=ViewType.ALL)
+    runs = sorted((r.info.run_id, r.info.status, r.info.end_time, len(r.data.metrics),
+                   len(r.data.tags)) for r in client.search_runs(
+        [e.experiment_id for e in experiments], run_view_type=ViewType.ALL))
+    return files, sorted(e.name for e in experiments), runs
+
+
+def _readme_rows() -> dict[str, str]:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Bad input", 1)[1].split("\n## ", 1)[0]
+    return {m.group(1): line for line in section.splitlines()
+            if (m := re.match(r"\| `([a-z0-9-]+)` \|", line))}
+
+
+def test_readme_table_is_the_test_table():
+    rows = _readme_rows()
+    assert len(rows) >= 15
+    assert set(rows) == set(CASES), set(rows) ^ set(CASES)
+    for key, case in CASES.items():
+        assert case.message.replace("|", "\\|") in rows[key], key
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize("key", list(CASES))
+def test_bad_input_is_one_line_and_changes_nothing(key, existing, capsys, monkeypatch):
+    case = CASES[key]
+    tmp = existing["tmp"]
+    monkeypatch.chdir(tmp)
+    # nothing may be downloaded in these tests: a missing dataset must stay missing
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    space = tmp / f"{key}.yaml"
+    space.write_text(case.space if case.space is not None else VALID)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        values = {"space": space, "storage": existing["storage"], "uri": existing["uri"],
+                  "tmp": tmp, "port": free_port(), "busy": busy.getsockname()[1],
+                  "corrupt_run": existing["corrupt_run"]}
+        args = [a.format(**values) for a in case.args]
+        before = _state(existing)
+        capsys.readouterr()
+        code = main(args)
+        err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gnn-search {args[0]}: error: "), err
+    assert case.message in lines[0], lines[0]
+    assert _state(existing) == before, "the existing search must be untouched"
+    assert not (existing["storage"] / "fresh").exists(), "no new search was started"

@@ -1,0 +1,171 @@
+"""Running on a Ray cluster: ``ray_cluster.yaml`` passes Ray's own validation, and a real
+two-node cluster on 127.0.0.1 (``ray start --head`` + ``ray start --address``) runs a search
+whose trials land on both nodes, keeps to loopback and token authentication, and survives
+losing its worker node in the middle of a trial."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests import fault_helpers as fh
+from tests.ray_loopback import LoopbackCluster
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _variant(text: str, keep: str, drop: str) -> dict:
+    """The cluster file as a user would edit it: delete one marked block, uncomment the
+    other."""
+    lines, out, state = text.splitlines(), [], None
+    for line in lines:
+        marker = re.match(r"# (>>>|<<<) (cloud|on-prem)", line)
+        if marker:
+            state = marker.group(2) if marker.group(1) == ">>>" else None
+            continue
+        if state == drop:
+            continue
+        if state == keep == "on-prem" and line.startswith("# "):  # written commented out
+            line = line[2:]
+        out.append(line)
+    return yaml.safe_load("\n".join(out))
+
+
+@pytest.mark.parametrize("variant", ["cloud", "on-prem"])
+def test_cluster_file_passes_ray_validation(variant):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    text = (REPO / "ray_cluster.yaml").read_text()
+    config = _variant(text, keep=variant, drop="on-prem" if variant == "cloud" else "cloud")
+    assert config["provider"]["type"] == ("gcp" if variant == "cloud" else "local")
+    prepared = prepare_config(config)  # what `ray up` does before validating
+    validate_config(prepared)
+    # installs the project as the README does, and keeps token auth on every node
+    assert any("make -C ~/gnn-search venv" in c for c in prepared["setup_commands"])
+    assert prepared["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert any("RAY_AUTH_MODE=token" in c for c in prepared[key]), key
+    head = " ".join(prepared["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head
+
+
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    nodes = LoopbackCluster(cpus_per_node=1)
+    try:
+        nodes.start_head()
+        nodes.start_worker()
+        nodes.wait_for_cpus(2)
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+def _loopback(address: str) -> bool:
+    return ipaddress.ip_address(address.removeprefix("::ffff:")).is_loopback
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_cluster_is_loopback_only_with_token_auth(cluster, tmp_path, data_root, cache_dir):
+    listening = [(p.name(), c.laddr) for p in cluster.processes()
+                 for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert listening, "the cluster listens somewhere"
+    assert all(_loopback(addr.ip) for _, addr in listening), listening
+    # a driver without the cluster's token is refused, in one line, before anything runs
+    space = fh.write_space(tmp_path)
+    env = fh.cli_env(data_root, cache_dir,
+                     {**cluster.env, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "no-token")})
+    proc = fh.cli(["run", "--space", str(space), "--trials", "1", "--concurrency", "1",
+                   "--name", "no-token", "--address", cluster.address,
+                   "--storage", str(tmp_path / "ray"),
+                   "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *fh.FAST],
+                  tmp_path, env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"gnn-search run: error: the Ray cluster at {cluster.address} refused this driver's "
+        "token; use the cluster's token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or "
+        "RAY_AUTH_TOKEN; README, 'Security')")
+    assert fh.trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "no-token") == []
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_search_runs_on_both_nodes(cluster, tmp_path, data_root, cache_dir):
+    # trials of a few seconds: longer than starting a worker, so both nodes get one
+    space = fh.write_space(tmp_path, epochs="{low: 80, high: 100}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # --address auto finds the cluster from RAY_ADDRESS, as inside `ray job submit`
+    secret = "mlflow-token-that-must-not-be-logged"
+    env = fh.cli_env(data_root, cache_dir, {**cluster.env, "RAY_ADDRESS": cluster.address,
+                                            "MLFLOW_TRACKING_TOKEN": secret})
+    proc = fh.cli(["run", "--space", str(space), "--trials", "4", "--concurrency", "2",
+                   "--name", "both", "--address", "auto", "--storage", str(tmp_path / "ray"),
+                   "--tracking-uri", uri, *fh.FAST], tmp_path, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "4 trials finished, 0 failed" in proc.stdout
+    runs = fh.trial_runs(uri, "both")
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    nodes = {r.data.tags["gnn_search.node_id"] for r in runs}
+    assert nodes == {cluster.node_id("head"), cluster.node_id("worker")}, nodes
+    for run in runs:  # the code came through the runtime environment, not this checkout
+        code_dir = run.data.tags["gnn_search.code_dir"]
+        assert "working_dir_files" in code_dir and str(cluster.root) in code_dir, code_dir
+        assert run.data.tags["gnn_search.node_ip"] == "127.0.0.1"
+    # no credential is logged or saved: not Ray's token, not MLflow's
+    ray_token = cluster.token_path.read_text().strip()
+    saved = (tmp_path / "ray" / "both" / "gnn_search.json").read_text()
+    assert json.loads(saved)["trials"] == 4
+    logged = [*runs, fh.parent_run(uri, "both")]
+    for text in [saved, *(f"{r.data.params} {r.data.tags}" for r in logged)]:
+        assert ray_token not in text and secret not in text
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_worker_node_dies_mid_trial(cluster, tmp_path, data_root, cache_dir):
+    """SIGKILL every process of the worker node while both nodes run a trial: Tune retries
+    the lost trial (FailureConfig) on the head node and the search completes."""
+    space = fh.write_space(tmp_path, epochs="{low: 120, high: 160}")  # trials of ~6 s
+    db = tmp_path / "mlflow.db"
+    env = fh.cli_env(data_root, cache_dir, cluster.env)
+    log = tmp_path / "search.log"
+    proc = fh.cli_popen(["run", "--space", str(space), "--trials", "3", "--concurrency", "2",
+                         "--name", "lost-node", "--address", cluster.address,
+                         "--storage", str(tmp_path / "ray"), "--tracking-uri",
+                         f"sqlite:///{db}", "--max-failures", "2", *fh.FAST],
+                        tmp_path, env, log)
+    try:
+        # both trials are fine-tuning (each has per-epoch metrics): one runs on each node
+        fh.wait_until(lambda: sum(1 for _, status, metrics in fh.sqlite_trial_runs(db, "lost-node")
+                                  if status == "RUNNING" and metrics > 0) >= 2,
+                      300, "two trials fine-tuning", proc, log)
+        worker = cluster.node_id("worker")
+        cluster.kill("worker")
+        assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = log.read_text()
+    assert "3 trials finished (1 after a retry), 0 failed" in output, output[-3000:]
+    uri = f"sqlite:///{db}"
+    runs = fh.trial_runs(uri, "lost-node")
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.tags["gnn_search.trial_id"] for r in runs}) == 3, "one run per trial"
+    retried = [r for r in runs if r.data.tags["gnn_search.attempts"] == "2"]
+    assert len(retried) == 1, [r.data.tags for r in runs]
+    assert retried[0].data.tags["gnn_search.node_id"] == cluster.node_id("head") != worker
+    assert retried[0].data.tags["gnn_search.retried_after"]
+    history = MlflowClient(uri).get_metric_history(retried[0].info.run_id, "train_loss")
+    steps = [m.step for m in history]
+    assert steps == sorted(set(steps)), "the lost attempt's epochs are not mixed in"
+    assert fh.parent_run(uri, "lost-node").data.metrics["trials_retried"] == 1
