@@ -74,3 +74,11 @@ def test_baselines_bench_quick(data_root, cache_dir):
     rows = [line for line in lines if line.startswith("| ")]
     assert len(rows) == 10  # 8 baselines + quantized GIN at INT8 and INT4
     assert re.fullmatch(r"baselines: \d+ of 10 targets met \(\d+ s\)", lines[-1])
+
+
+@pytest.mark.slow
+def test_early_stopping_bench_quick(data_root, cache_dir):
+    lines = _quick("early_stopping.py", "--data-root", str(data_root),
+                   "--cache-dir", str(cache_dir))
+    assert re.fullmatch(r"early stopping: -?\d+% fewer epochs, hypervolume x\d\.\d{3} \(\d+ s\)",
+                        lines[-1])
