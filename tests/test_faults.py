@@ -5,6 +5,7 @@ resumed, and an MLflow server that is away at the start or goes away mid-search 
 from __future__ import annotations
 
 import glob
+import ipaddress
 import os
 import signal
 import time
@@ -74,6 +75,22 @@ def test_trial_that_raises_fails_alone(tmp_path, data_root, cache_dir):
     assert parent.data.metrics["trials_failed"] == len(failed)
 
 
+def _listening(procs: list[psutil.Process]) -> list[str]:
+    """The addresses these processes listen on."""
+    found = []
+    for proc in procs:
+        try:
+            found += [c.laddr.ip for c in proc.net_connections(kind="inet")
+                      if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue
+    return found
+
+
+def _loopback(address: str) -> bool:
+    return ipaddress.ip_address(address.removeprefix("::ffff:")).is_loopback
+
+
 def _driver_processes(mark: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
@@ -100,6 +117,8 @@ def test_killed_driver_resumes_without_losing_or_rerunning(tmp_path, data_root, 
         fh.wait_until(lambda: sum(s == "FINISHED" for _, s, _ in
                                   fh.sqlite_trial_runs(db, "killed")) >= 2,
                       300, "two finished trials", driver, log)
+        listening = _listening(_driver_processes(mark))  # the search's own Ray: loopback only
+        assert listening and all(_loopback(ip) for ip in listening), listening
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
         killed_at = time.time()
@@ -168,6 +187,9 @@ def test_tracking_server_goes_away_then_sync(tmp_path, data_root, cache_dir):
     env = fh.cli_env(data_root, cache_dir)
     server = fh.MlflowServer(tmp_path, free_port(), env)
     server.start()
+    group = [psutil.Process(server.proc.pid), *psutil.Process(server.proc.pid).children(True)]
+    listening = _listening(group)
+    assert listening and all(_loopback(ip) for ip in listening), listening
     storage = f"file://{tmp_path / 'store'}"
     log = tmp_path / "search.log"
     try:
