@@ -102,7 +102,7 @@ def test_cluster_is_loopback_only_with_token_auth(cluster, tmp_path, data_root, 
 @pytest.mark.slow
 def test_search_runs_on_both_nodes(cluster, tmp_path, data_root, cache_dir):
     # trials of a few seconds: longer than starting a worker, so both nodes get one
-    space = fh.write_space(tmp_path, epochs="{low: 80, high: 100}")
+    space = fh.write_space(tmp_path, epochs="{low: 120, high: 160}")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # --address auto finds the cluster from RAY_ADDRESS, as inside `ray job submit`
     secret = "mlflow-token-that-must-not-be-logged"
