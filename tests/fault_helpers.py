@@ -125,14 +125,18 @@ class MlflowServer:
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = 240) -> None:
         self.proc = cli_popen(
             ["mlflow-server", "--port", str(self.port), "--backend-store-uri",
              f"sqlite:///{self.folder / 'mlflow.db'}", "--artifacts-destination",
              str(self.folder / "artifacts")],
             self.folder, self.env, self.folder / "server.log", start_new_session=True)
-        wait_until(lambda: healthy(self.url), timeout, "the MLflow server", self.proc,
-                   self.folder / "server.log")
+        try:
+            wait_until(lambda: healthy(self.url), timeout, "the MLflow server", self.proc,
+                       self.folder / "server.log")
+        except AssertionError:
+            self.kill()  # never leave a half-started server behind
+            raise
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

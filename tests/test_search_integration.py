@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -216,10 +217,11 @@ def test_mlflow_ui_shows_the_search(search):
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
          "--default-artifact-root", str(tmp / "mlartifacts"), "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp,
+        start_new_session=True)  # its uvicorn worker goes down with it (killpg below)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 180  # a first start migrates the SQLite schema; slow when busy
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
@@ -227,7 +229,7 @@ def test_mlflow_ui_shows_the_search(search):
                         break
             except OSError:
                 if time.time() > deadline:
-                    pytest.fail("mlflow server did not answer /health within 60 s")
+                    pytest.fail("mlflow server did not answer /health within 180 s")
                 time.sleep(0.5)
         with urllib.request.urlopen(
                 f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=it") as r:
@@ -252,5 +254,5 @@ def test_mlflow_ui_shows_the_search(search):
                     "--window-size=1400,900", f"--screenshot={shot}")
         assert shot.stat().st_size > 20_000
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
