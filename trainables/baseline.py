@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from trainables.models import build_model
 from trainables.storage import load_state, save_model
-from trainables.tasks import CrossValidation, train_step
+from trainables.tasks import CrossValidation, summarize_folds, train_step
 
 CACHE_ENV = "GNN_SEARCH_CACHE"
 CACHE_VERSION = 1  # bump when training code changes what a cached baseline would be
@@ -146,12 +146,7 @@ def _fold_baselines(task: CrossValidation, task_name, dataset, model_spec, train
                                     training, seed, cache_dir, progress)
         folds.append(fold)
         all_cached &= cached
-    metrics: dict[str, float] = {}
-    for name in folds[0].metrics:
-        values = torch.tensor([f.metrics[name] for f in folds], dtype=torch.float64)
-        metrics[name] = float(values.mean())
-        if name.startswith(("val_", "test_")):
-            metrics[f"{name}_std"] = float(values.std(unbiased=False))
+    metrics = summarize_folds([f.metrics for f in folds])
     key = hashlib.sha256("".join(f.key for f in folds).encode()).hexdigest()[:16]
     combined = Baseline(
         model=model_spec, num_features=folds[0].num_features, num_classes=folds[0].num_classes,

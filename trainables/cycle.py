@@ -28,7 +28,7 @@ from trainables.quantization import FakeQuant, attach_activation_quant, get_quan
 from trainables.schedules import SCHEDULES
 from trainables.storage import StorageError, describe, load_state, save_model
 from trainables.structured import remove_zero_channels
-from trainables.tasks import CrossValidation, train_step
+from trainables.tasks import CrossValidation, summarize_folds, train_step
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -109,10 +109,6 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), meta
 
 
-# Per-fold figures that add up over folds (the rest are averaged; peak memory is the max).
-SUMMED_OVER_FOLDS = ("cycle_s", "finetune_s", "trial_energy_j")
-
-
 def run_cycle(
     config: dict[str, Any],
     task,
@@ -141,17 +137,7 @@ def run_cycle(
 
         results.append(_run_one(config, fold_task, fold_baseline, fold_report,
                                 Path(out_dir) / f"fold{k}", seed, measure_settings))
-    metrics: dict[str, float] = {}
-    for name in results[0].metrics:
-        values = torch.tensor([r.metrics[name] for r in results], dtype=torch.float64)
-        if name in SUMMED_OVER_FOLDS or name.startswith("time_"):
-            metrics[name] = float(values.sum())
-        elif name == "peak_rss_mb":
-            metrics[name] = float(values.max())
-        else:
-            metrics[name] = float(values.mean())
-        if name.startswith(("val_", "test_")):
-            metrics[f"{name}_std"] = float(values.std(unbiased=False))
+    metrics = summarize_folds([r.metrics for r in results])
     tags = {**results[0].tags, "folds": str(len(results)),
             "model_file": "fold0 (one file per fold)"}
     return CycleResult(metrics=metrics, tags=tags, model_path=results[0].model_path)

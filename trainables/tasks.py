@@ -137,6 +137,27 @@ class CrossValidation:
         return getattr(self.folds[0], name)
 
 
+# Per-fold figures that add up over folds (the rest are averaged; peak memory is the max).
+SUMMED_OVER_FOLDS = ("cycle_s", "finetune_s", "trial_energy_j")
+
+
+def summarize_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    """One figure per metric over folds: sums for times and energy, the max of peak memory,
+    else the mean; ``<score>_std`` beside every val/test score."""
+    out: dict[str, float] = {}
+    for name in per_fold[0]:
+        values = torch.tensor([fold[name] for fold in per_fold], dtype=torch.float64)
+        if name in SUMMED_OVER_FOLDS or name.startswith("time_"):
+            out[name] = float(values.sum())
+        elif name == "peak_rss_mb":
+            out[name] = float(values.max())
+        else:
+            out[name] = float(values.mean())
+        if name.startswith(("val_", "test_")):
+            out[f"{name}_std"] = float(values.std(unbiased=False))
+    return out
+
+
 def train_step(
     task,
     model: nn.Module,
