@@ -6,6 +6,11 @@ Applied by the CLI before Ray is imported, and passed to Ray workers.
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                   "ALL_PROXY")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",  # no usage reporting
@@ -36,7 +41,28 @@ QUIET_ENV = {
 
 
 def apply_quiet_env() -> dict[str, str]:
-    """Set :data:`QUIET_ENV` where the user has not set a value; returns what is in force."""
+    """Set :data:`QUIET_ENV` where the user has not set a value (and keep loopback off any
+    proxy); returns what is in force."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    bypass_proxy_for_loopback(os.environ)
     return {key: os.environ[key] for key in QUIET_ENV}
+
+
+def bypass_proxy_for_loopback(environ: MutableMapping[str, str]) -> None:
+    """Where an HTTP(S) proxy is set, add the loopback hosts to ``NO_PROXY``/``no_proxy``.
+
+    A local MLflow server, Ray's dashboard and the health checks live on 127.0.0.1; a proxy
+    elsewhere cannot reach them, so requests, urllib and gRPC must connect directly. Entries
+    the user already has are kept; both spellings get the same list.
+    """
+    if not any(environ.get(key) for key in PROXY_VARIABLES):
+        return
+    hosts: list[str] = []
+    for key in ("no_proxy", "NO_PROXY"):
+        for host in environ.get(key, "").split(","):
+            if host.strip() and host.strip() not in hosts:
+                hosts.append(host.strip())
+    if "*" not in hosts:
+        hosts += [host for host in LOOPBACK_HOSTS if host not in hosts]
+    environ["no_proxy"] = environ["NO_PROXY"] = ",".join(hosts)

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from search.env import bypass_proxy_for_loopback
+
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Test code talks to MLflow servers on 127.0.0.1 too (urllib, MlflowClient), as the CLI does.
+bypass_proxy_for_loopback(os.environ)
 
 
 def _shared_datasets() -> Path | None:
