@@ -33,6 +33,13 @@ def append_result(title: str, body: str) -> None:
         f.write(f"\n## {title} ({stamp})\n\nMachine: {machine()}\n\n{body.strip()}\n")
 
 
+def append_lines(*lines: str) -> None:
+    """Append lines to the last section of bench/RESULTS.md (a table row as it is measured,
+    so an interrupted run keeps what it finished)."""
+    with RESULTS.open("a") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+
+
 def parse_args(doc: str, quick_help: str, extra=None) -> argparse.Namespace:
     """The options every benchmark takes: --quick, --data-root, --cache-dir, --no-write;
     ``extra(parser)`` adds a benchmark's own."""
