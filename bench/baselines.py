@@ -107,7 +107,7 @@ def main() -> None:
               "baseline epochs | time |", "|---|---|---|---|---|---|---|---|"]
     if not args.no_write:
         mode = "quick (few epochs, 3 folds; not the baselines' figures)" if args.quick else "full"
-        append_result(f"Baselines against published figures, {mode}",
+        append_result(f"Baselines against published figures, {mode} (bench/baselines.py)",
                       "Each FP32 baseline trained as the search trains it (the bundled space "
                       "file's model, split and baseline settings; seed 0; test metric at the "
                       "best validation epoch). 10-fold rows: mean ± std over folds.\n\n"
