@@ -312,9 +312,9 @@ def _trainable(settings: SearchSettings, task, baseline: Baseline, cpus: int):
 def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
     """Run a new search to completion; every trial ends up as a child run in MLflow."""
     from ray.tune.search import BasicVariantGenerator
-    from ray.tune.search.optuna import OptunaSearch
 
     from search.early_stopping import BucketMedianStopping
+    from search.searcher import ObjectiveSearch
 
     check_settings(settings)
     sampler = settings.sampler or space.sampler
@@ -358,7 +358,7 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
                 param_space = {key: None for point in grid for key in point}
                 num_samples = len(grid)
             else:
-                searcher = OptunaSearch(
+                searcher = ObjectiveSearch(
                     space=space.define_by_run,
                     metric=space.metrics,
                     mode=space.modes,

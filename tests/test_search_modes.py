@@ -59,6 +59,15 @@ def test_same_seed_same_trials_in_the_same_order(data_root, cache_dir, tmp_path)
         "global", "0.5", "8")
 
 
+def _study(experiment):
+    """The Optuna study a search saved in Tune's storage."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch()
+    searcher.restore(sorted(experiment.glob("searcher-state-*.pkl"))[-1])
+    return searcher._ot_study
+
+
 def _run(tmp_path, env, space_text, *args):
     space = tmp_path / "space.yaml"
     space.write_text(textwrap.dedent(space_text))
@@ -128,3 +137,7 @@ def test_early_stopping_is_sound(data_root, cache_dir, tmp_path):
     loaded = load_trials(["es"], uri)
     assert loaded.excluded.get("KILLED") == len(stopped), "never on the front"
     assert len(loaded.frame) == len(trials) - len(stopped)
+    # Optuna learns that they were stopped (PRUNED), not that they finished (COMPLETE)
+    states = [t.state.name for t in _study(tmp_path / "ray" / "es").trials]
+    assert states.count("PRUNED") == len(stopped), states
+    assert states.count("COMPLETE") == len(trials) - len(stopped), states
