@@ -56,10 +56,15 @@ def parse_args(doc: str, quick_help: str, extra=None) -> argparse.Namespace:
 def cora(args: argparse.Namespace):
     """The bundled ``cora_node`` space, its task (data + split) and its cached FP32 baseline:
     what ``make run`` searches, so benchmark figures describe the service's default."""
+    return bundled(args, "cora_node")
+
+
+def bundled(args: argparse.Namespace, name: str):
+    """A bundled space file, its task (data + split) and its cached FP32 baseline."""
     from search.run import SearchSettings, prepare
     from spaces import load_space
 
-    space = load_space("cora_node")
+    space = load_space(name)
     task, baseline, _ = prepare(space, SearchSettings(
         name="bench", data_root=args.data_root, cache_dir=args.cache_dir, progress=False))
     return space, task, baseline

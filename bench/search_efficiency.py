@@ -1,6 +1,6 @@
-"""Search efficiency on Cora (SplineConv, the bundled space): hypervolume against trials for
-multi-objective TPE (the default, with warm start), TPE without warm start, NSGA-II, random
-search and the study's grid, over several seeds.
+"""Search efficiency on a bundled space (default: Cora, SplineConv): hypervolume against
+trials for multi-objective TPE (the default, with warm start), TPE without warm start, NSGA-II,
+random search and the study's grid (as ``--paper-grid`` runs it for the task), over seeds.
 
 Targets (search issue): the default sampler reaches the grid's final hypervolume in at most
 half the grid's trials, and beats random search at equal budget (median of seeds).
@@ -9,7 +9,10 @@ Trials run in this process through Optuna's ask/tell with the service's samplers
 define-by-run space (no Ray: this measures the samplers, bench/overhead.py the plumbing).
 Identical configurations are evaluated once (cycles are seeded).
 
-    python bench/search_efficiency.py [--quick] [--data-root DIR] [--no-write]
+    python bench/search_efficiency.py [--quick] [--space NAME] [--seeds N] [--data-root DIR]
+                                      [--no-write]
+
+``--space proteins`` runs it on PROTEINS (GIN, the fast split search trials use).
 """
 
 from __future__ import annotations
@@ -31,22 +34,31 @@ import optuna
 import pandas as pd
 
 from analysis.pareto import hypervolume, pareto_front, reference_point
-from bench.common import append_result, cora, parse_args
-from search.run import PAPER_PRUNING, PAPER_QUANTIZATION, make_sampler
+from bench.common import append_result, bundled, parse_args
+from search.run import make_sampler, paper_grid
 from trainables.cycle import run_cycle
 from trainables.measure import MeasureSettings
 from trainables.params import validate_config
 
-PLOT = Path(__file__).with_name("plots") / "search_efficiency.png"
+PLOTS = Path(__file__).with_name("plots")
+QUICK_SPARSITIES = (0.3, 0.6, 0.9)
 FAST = MeasureSettings(warmup=0, min_repeats=1, max_repeats=1, energy_window_s=0)
 
 
 def main() -> None:
-    args = parse_args(__doc__, "1 seed, coarse grid (< 3 min)")
+    def options(parser):
+        parser.add_argument("--space", default="cora_node",
+                            help="bundled space file to search (default: cora_node)")
+        parser.add_argument("--seeds", type=int, default=3,
+                            help="seeds per sampler (default 3; --quick: 1)")
+
+    args = parse_args(__doc__, "1 seed, coarse grid (< 3 min)", options)
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
-    space, task, baseline = cora(args)
+    space, task, baseline = bundled(args, args.space)
+    plot = PLOTS / ("search_efficiency.png" if args.space == "cora_node"
+                    else f"search_efficiency_{args.space}.png")
     objectives = space.objectives
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     cache: dict[tuple, dict[str, float]] = {}
@@ -60,14 +72,11 @@ def main() -> None:
             cache[key] = {k: m[k] for k in objectives}
         return cache[key]
 
-    sparsities = (0.3, 0.6, 0.9) if args.quick else tuple(round(0.1 * i, 1) for i in range(1, 10))
-    grid = [{"prune.method": m, "prune.sparsity": s, "prune.schedule": "one_shot",
-             "quant.method": "fp32"} for m in PAPER_PRUNING for s in sparsities]
-    grid += [{"prune.method": "none", "quant.method": q, "quant.bits": b}
-             for q in PAPER_QUANTIZATION for b in (4, 8)]
+    grid = [p for p in paper_grid(space) if not args.quick or p["prune.method"] == "none"
+            or p["prune.sparsity"] in QUICK_SPARSITIES]
     grid_points = [evaluate(p) for p in grid]
     budget = len(grid)
-    seeds = [0] if args.quick else [0, 1, 2]
+    seeds = list(range(1 if args.quick else args.seeds))
     runs: dict[str, list[list[dict]]] = {}
     for label, sampler, warm in (("tpe (default)", "tpe", True), ("tpe, no warm start", "tpe",
                                  False), ("nsga2", "nsga2", True), ("random", "random", False)):
@@ -112,7 +121,7 @@ def main() -> None:
     reach_ok = reach[default] is not None and reach[default] <= budget / 2
     beats = median_default > median_random
 
-    PLOT.parent.mkdir(exist_ok=True)
+    plot.parent.mkdir(exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.4), dpi=110)
     xs = range(1, budget + 1)
     for label, seeded in curves.items():
@@ -120,16 +129,18 @@ def main() -> None:
     ax.plot(xs, grid_curve, "k--", label="study's grid (in its order)")
     ax.axhline(grid_final, color="k", lw=0.6)
     ax.set_xlabel("trials")
-    ax.set_ylabel("hypervolume (val_acc max, size_bytes min)")
-    ax.set_title(f"Cora SplineConv, median of {len(seeds)} seed(s)")
+    ax.set_ylabel("hypervolume (" + ", ".join(f"{m} {d}" for m, d in objectives.items()) + ")")
+    ax.set_title(f"{args.space}: {space.dataset.name}, {space.model.name}, median of "
+                 f"{len(seeds)} seed(s)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(PLOT)
+    fig.savefig(plot)
     plt.close(fig)
 
     body = "\n".join([
-        f"Bundled space `cora_node`, objectives val_acc:max and size_bytes:min; budget = the "
+        f"Bundled space `{args.space}` ({space.dataset.name}, {space.model.name}), objectives "
+        + ", ".join(f"{m}:{d}" for m, d in objectives.items()) + f"; budget = the "
         f"grid's {budget} trials; seeds {seeds}; {len(cache)} distinct configurations "
         f"evaluated; reference point " + ", ".join(f"{m}={v:.5g}" for m, v in reference.items())
         + ".", "",
@@ -139,13 +150,13 @@ def main() -> None:
         f"Default reaches the grid's final hypervolume in {reach[default]} trials (target <= "
         f"{budget / 2:g}): {'met' if reach_ok else 'NOT met'}. Default vs random at equal "
         f"budget: {median_default:.5g} vs {median_random:.5g}: "
-        f"{'met' if beats else 'NOT met'}. Plot: `bench/plots/search_efficiency.png`. "
+        f"{'met' if beats else 'NOT met'}. Plot: `bench/plots/{plot.name}`. "
         f"Mode: {'quick' if args.quick else 'full'}; wall time "
         f"{time.perf_counter() - started:.0f} s.",
     ])
     print(body)
     if not args.no_write:
-        append_result("Search efficiency (bench/search_efficiency.py)", body)
+        append_result(f"Search efficiency, {args.space} (bench/search_efficiency.py)", body)
     print(f"default_reaches_grid_in={reach[default]} of {budget} "
           f"default_vs_random={median_default / median_random:.3f}")
 
