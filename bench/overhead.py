@@ -101,9 +101,7 @@ def main() -> None:
         + ", ".join(f"{k} {v:.1f} s" for k, v in fixed.items())
         + f" ({once:.1f} s). (b) less these: {service[1] - once:.1f} s, "
         f"x{(service[1] - once) / loop_s:.2f} of (a); what remains is "
-        f"{per_trial:.2f} s per trial of Tune, Optuna and MLflow plumbing, so a search of "
-        f"N such trials costs about x{1 + per_trial / (loop_s / len(configs)):.2f} of the "
-        "plain loop plus the fixed part.", "",
+        f"{per_trial:.2f} s per trial of Tune, Optuna and MLflow plumbing.", "",
         f"Where a trial's time goes (plain loop; `tracking_s` is the driver's MLflow time per "
         f"trial in (b)); median cycle {cycle:.2f} s:", "",
         "| stage | median s | mean s |", "|---|---|---|", *stage_rows,

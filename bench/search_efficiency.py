@@ -17,6 +17,7 @@ Identical configurations are evaluated once (cycles are seeded).
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -46,11 +47,16 @@ FAST = MeasureSettings(warmup=0, min_repeats=1, max_repeats=1, energy_window_s=0
 
 
 def main() -> None:
+    def seed_count(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+        return int(text)
+
     def options(parser):
         parser.add_argument("--space", default="cora_node",
                             help="bundled space file to search (default: cora_node)")
-        parser.add_argument("--seeds", type=int, default=3,
-                            help="seeds per sampler (default 3; --quick: 1)")
+        parser.add_argument("--seeds", type=seed_count, default=3,
+                            help="seeds per sampler, >= 1 (default 3; --quick: 1)")
 
     args = parse_args(__doc__, "1 seed, coarse grid (< 3 min)", options)
     warnings.filterwarnings("ignore")

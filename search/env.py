@@ -58,11 +58,8 @@ def bypass_proxy_for_loopback(environ: MutableMapping[str, str]) -> None:
     """
     if not any(environ.get(key) for key in PROXY_VARIABLES):
         return
-    hosts: list[str] = []
-    for key in ("no_proxy", "NO_PROXY"):
-        for host in environ.get(key, "").split(","):
-            if host.strip() and host.strip() not in hosts:
-                hosts.append(host.strip())
+    listed = ",".join(environ.get(key, "") for key in ("no_proxy", "NO_PROXY")).split(",")
+    hosts = list(dict.fromkeys(host.strip() for host in listed if host.strip()))
     if "*" not in hosts:
         hosts += [host for host in LOOPBACK_HOSTS if host not in hosts]
     environ["no_proxy"] = environ["NO_PROXY"] = ",".join(hosts)

@@ -109,6 +109,18 @@ def parent_run(tracking_uri: str, name: str) -> Run:
     return runs[0]
 
 
+def saved_studies(experiment: Path) -> list:
+    """The Optuna study each driver session saved in Tune's storage, oldest first."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    studies = []
+    for path in sorted(experiment.glob("searcher-state-*.pkl")):
+        searcher = OptunaSearch()
+        searcher.restore(str(path))
+        studies.append(searcher._ot_study)
+    return studies
+
+
 def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as response:

@@ -4,7 +4,6 @@ resumed, and an MLflow server that is away at the start or goes away mid-search 
 
 from __future__ import annotations
 
-import glob
 import ipaddress
 import os
 import signal
@@ -16,7 +15,6 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 from ray.tune import ExperimentAnalysis
-from ray.tune.search.optuna import OptunaSearch
 
 from tests import fault_helpers as fh
 from tests.ray_loopback import free_port
@@ -26,12 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _study_trials(experiment: Path) -> list[list]:
     """The Optuna study of each driver session, oldest first: [(state, params), ...]."""
-    studies = []
-    for path in sorted(glob.glob(str(experiment / "searcher-state-*.pkl"))):
-        searcher = OptunaSearch()
-        searcher.restore(path)
-        studies.append([(t.state.name, t.params) for t in searcher._ot_study.trials])
-    return studies
+    return [[(t.state.name, t.params) for t in study.trials]
+            for study in fh.saved_studies(experiment)]
 
 
 def test_trial_that_raises_fails_alone(tmp_path, data_root, cache_dir):

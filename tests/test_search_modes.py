@@ -12,6 +12,8 @@ import textwrap
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests import fault_helpers as fh
+
 SPACE = """
 task: node_classification
 dataset: {loader: planetoid, name: Cora, split: random, num_val: 500, num_test: 500}
@@ -57,15 +59,6 @@ def test_same_seed_same_trials_in_the_same_order(data_root, cache_dir, tmp_path)
     assert (first[0]["prune.method"], first[0]["quant.method"]) == ("none", "fp32")
     assert (first[1]["prune.method"], first[1]["prune.sparsity"], first[1]["quant.bits"]) == (
         "global", "0.5", "8")
-
-
-def _study(experiment):
-    """The Optuna study a search saved in Tune's storage."""
-    from ray.tune.search.optuna import OptunaSearch
-
-    searcher = OptunaSearch()
-    searcher.restore(sorted(experiment.glob("searcher-state-*.pkl"))[-1])
-    return searcher._ot_study
 
 
 def _run(tmp_path, env, space_text, *args):
@@ -138,6 +131,6 @@ def test_early_stopping_is_sound(data_root, cache_dir, tmp_path):
     assert loaded.excluded.get("KILLED") == len(stopped), "never on the front"
     assert len(loaded.frame) == len(trials) - len(stopped)
     # Optuna learns that they were stopped (PRUNED), not that they finished (COMPLETE)
-    states = [t.state.name for t in _study(tmp_path / "ray" / "es").trials]
+    states = [t.state.name for t in fh.saved_studies(tmp_path / "ray" / "es")[-1].trials]
     assert states.count("PRUNED") == len(stopped), states
     assert states.count("COMPLETE") == len(trials) - len(stopped), states
