@@ -28,45 +28,64 @@ def _study_trials(experiment: Path) -> list[list]:
             for study in fh.saved_studies(experiment)]
 
 
+PLUGIN = Path(__file__).with_name("faultplugin")
+
+
+def _fault_point(lr: float) -> str:
+    return ("  - {prune.method: global, prune.sparsity: 0.5, quant.method: fp32, "
+            f"finetune.epochs: 4, finetune.lr: {lr}}}\n")
+
+
 def test_trial_that_raises_fails_alone(tmp_path, data_root, cache_dir):
-    """A trial still fine-tuning at --trial-timeout raises: FAILED in Tune, MLflow and
-    Optuna with its message, not retried (its failure is its own), and the search ends."""
-    space = fh.write_space(tmp_path, epochs="[3, 5000]", extra=(
-        "warm_start:\n"
-        "  - {prune.method: global, prune.sparsity: 0.5, quant.method: fp32, "
-        "finetune.epochs: 5000}\n"
-        "  - {prune.method: global, prune.sparsity: 0.7, quant.method: fp32, "
-        "finetune.epochs: 3}\n"))
+    """Trials that raise in their own process (NaN loss, out of memory, a bad configuration,
+    still fine-tuning at --trial-timeout) are FAILED in Tune, MLflow and Optuna with their
+    message, not retried (the failure is their own), and the search goes on to its full
+    trial count. ``tests/faultplugin`` puts each fault inside the trial's own process,
+    chosen by a sentinel learning rate."""
+    from tests.faultplugin.sitecustomize import BAD_CONFIG_LR, NAN_LR, OOM_LR, SLOW_LR
+
+    space = fh.write_space(tmp_path, extra="warm_start:\n" + "".join(
+        _fault_point(lr) for lr in (SLOW_LR, NAN_LR, OOM_LR, BAD_CONFIG_LR)))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = fh.cli(["run", "--space", str(space), "--trials", "3", "--concurrency", "2",
+    env = fh.cli_env(data_root, cache_dir, {"PYTHONPATH": os.pathsep.join(
+        [str(PLUGIN), os.environ.get("PYTHONPATH", "")])})
+    proc = fh.cli(["run", "--space", str(space), "--trials", "7", "--concurrency", "2",
                    "--name", "raises", "--storage", str(tmp_path / "ray"), "--tracking-uri", uri,
-                   "--trial-timeout", "2", "--max-failures", "2", *fh.FAST],
-                  tmp_path, fh.cli_env(data_root, cache_dir))
+                   "--trial-timeout", "2", "--max-failures", "2", *fh.FAST], tmp_path, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    expected = {  # finetune.lr -> (error type, what its message says)
+        SLOW_LR: ("TimeoutError", "trial exceeded --trial-timeout 2 s"),
+        NAN_LR: ("FloatingPointError", "fine-tuning diverged: loss is nan at epoch 1"),
+        OOM_LR: ("RuntimeError", "can't allocate memory: you tried to allocate 70368744177664"),
+        BAD_CONFIG_LR: ("ValueError", "quant.bits=3 is not allowed"),
+    }
     trials = ExperimentAnalysis(str(tmp_path / "ray" / "raises")).trials
     failed = [t for t in trials if t.status == "ERROR"]
     finished = [t for t in trials if t.status == "TERMINATED"]
-    assert len(trials) == 3 and failed and finished
-    assert {t.config["finetune.epochs"] for t in failed} == {5000}
-    assert f"{len(finished)} trials finished, {len(failed)} failed" in proc.stdout
-    for trial in failed:  # Tune: the error, counted once (no retry)
-        assert trial.run_metadata.num_failures == 1
-        error = Path(trial.storage.trial_fs_path, "error.txt").read_text()
-        assert "TimeoutError: trial exceeded --trial-timeout 2 s" in error
+    assert len(trials) == 7 and len(finished) == 3, [(t.status, t.config) for t in trials]
+    assert sorted(t.config["finetune.lr"] for t in failed) == sorted(expected)
+    assert "3 trials finished, 4 failed" in proc.stdout
     runs = {r.data.tags["gnn_search.trial_id"]: r for r in fh.trial_runs(uri, "raises")}
-    assert len(runs) == 3
-    for trial in failed:  # MLflow: FAILED with the message, one attempt
-        run = runs[trial.trial_id]
+    assert len(runs) == 7
+    for trial in failed:
+        kind, message = expected[trial.config["finetune.lr"]]
+        assert trial.run_metadata.num_failures == 1  # Tune: counted once, no retry
+        error = Path(trial.storage.trial_fs_path, "error.txt").read_text()
+        assert kind in error and message in error, error[-2000:]
+        run = runs[trial.trial_id]  # MLflow: FAILED with the message, one attempt
         assert run.info.status == "FAILED"
-        assert run.data.tags["gnn_search.error"].startswith(
-            "TimeoutError: trial exceeded --trial-timeout 2 s")
+        tag = run.data.tags["gnn_search.error"]
+        assert tag.startswith(f"{kind}: ") and message in tag, tag
         assert run.data.tags["gnn_search.attempts"] == "1"
     assert all(runs[t.trial_id].info.status == "FINISHED" for t in finished)
+    # the search went on after the failures: a trial sampled by Optuna finished last
+    last = max(trials, key=lambda t: t.run_metadata.start_time or 0)
+    assert last.status == "TERMINATED" and last.config["finetune.lr"] not in expected
     states = [state for state, _ in _study_trials(tmp_path / "ray" / "raises")[-1]]
-    assert sorted(states) == sorted(["FAIL"] * len(failed) + ["COMPLETE"] * len(finished))
+    assert sorted(states) == sorted(["FAIL"] * 4 + ["COMPLETE"] * 3)
     parent = fh.parent_run(uri, "raises")
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["trials_failed"] == len(failed)
+    assert parent.data.metrics["trials_failed"] == 4
 
 
 def _listening(procs: list[psutil.Process]) -> list[str]:
