@@ -37,10 +37,18 @@ def export_run(run_id: str, tracking_uri: str, out: str | Path) -> tuple[Path, P
             local = client.download_artifacts(run_id, MODEL_ARTIFACT, tmp)
         except (MlflowException, OSError):
             raise ValueError(f"run {run_id} has no {MODEL_ARTIFACT} artifact") from None
-        shutil.copyfile(local, out)
-    from trainables.cycle import load_compressed
+        from trainables.cycle import load_compressed
+        from trainables.storage import StorageError
 
-    _, meta = load_compressed(out)  # refuses a corrupted file before anyone relies on it
+        try:  # a damaged artifact is refused before anything is written to --out
+            _, meta = load_compressed(local)
+        except StorageError as err:
+            reason = str(err).removeprefix(f"{local}: ")
+            raise StorageError(
+                f"run {run_id}'s {MODEL_ARTIFACT} is damaged: {reason}; export needs the "
+                "model file its trial wrote (run the configuration again with "
+                "`gnn-search trial`)") from None
+        shutil.copyfile(local, out)
     sidecar = out.with_name(out.name + ".json")
     sidecar.write_text(json.dumps({
         "run_id": run_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import socket
 import sys
@@ -100,6 +101,12 @@ def check_address(address: str) -> None:
         ) from None
 
 
+def _known_excludes(record: logging.LogRecord) -> bool:
+    """Drop Ray's warning that it now leaves out ``.git``/``.venv`` when packaging the
+    working_dir: :data:`WORKING_DIR_EXCLUDES` always left them out."""
+    return not str(record.msg).startswith("Directory %r is now ignored by default")
+
+
 def connect(address: str | None, object_store_bytes: int) -> int:
     """Join the cluster at ``address`` (None: start Ray on this machine, on 127.0.0.1
     only); returns the cluster's CPU count."""
@@ -107,6 +114,7 @@ def connect(address: str | None, object_store_bytes: int) -> int:
     from ray.exceptions import AuthenticationError
 
     env = runtime_env(cluster=address is not None)
+    logging.getLogger("ray._private.worker").addFilter(_known_excludes)
     try:
         if address:
             ray.init(address=address, runtime_env=env, logging_level="WARNING")

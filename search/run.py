@@ -324,9 +324,12 @@ def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
         raise ValueError(f"an MLflow experiment named {settings.name!r} already exists in "
                          f"{settings.tracking_uri} with runs; choose another --name, or "
                          f"continue it with --resume {settings.name}")
-    task, baseline, cached = prepare(space, settings)
     try:
-        cpus = _init_ray(settings)  # before MLflow: a cluster that does not fit writes nothing
+        # On a cluster, Ray first: one too small for --concurrency is refused before any data
+        # or baseline work. Here, data first: a missing dataset is refused without Ray.
+        cpus = _init_ray(settings) if settings.address else 0
+        task, baseline, cached = prepare(space, settings)
+        cpus = cpus or _init_ray(settings)
         experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
 
         search_run = SearchRun(
@@ -493,13 +496,14 @@ def resume_search(name: str, storage_location: str | Path, address: str | None =
     if not tune.Tuner.can_restore(path):
         raise ValueError(f"search {name!r} stopped before Tune saved its state; nothing to "
                          "resume: start it again under a new --name")
-    task, baseline, _ = prepare(space, settings)
-    if baseline.key != saved["baseline_key"]:
-        raise ValueError(f"the FP32 baseline of search {name!r} changed (key "
-                         f"{saved['baseline_key']} -> {baseline.key}); resume with the "
-                         "--cache-dir it ran with")
     try:
-        cpus = _init_ray(settings)
+        cpus = _init_ray(settings) if settings.address else 0  # as in run_search
+        task, baseline, _ = prepare(space, settings)
+        if baseline.key != saved["baseline_key"]:
+            raise ValueError(f"the FP32 baseline of search {name!r} changed (key "
+                             f"{saved['baseline_key']} -> {baseline.key}); resume with the "
+                             "--cache-dir it ran with")
+        cpus = cpus or _init_ray(settings)
         client = MlflowClient(settings.tracking_uri)
         search_run = SearchRun.reopen(client, saved["experiment_id"], saved["parent_run_id"])
         resumes = client.get_run(search_run.run_id).data.metrics.get("search_resumes", 0)

@@ -161,7 +161,9 @@ class SearchSpace(_Strict):
             else:
                 param.check(key, entry)
         if not any(isinstance(e, (list, RangeSpec)) for e in v.values()):
-            raise ValueError("nothing to search: give at least one parameter a list or a range")
+            fixed = ", ".join(f"{k}={e}" for k, e in v.items())
+            raise ValueError(f"nothing to search: every parameter is fixed ({fixed}); give at "
+                             "least one a list of choices or a {low, high} range")
         return v
 
     @model_validator(mode="after")
@@ -388,7 +390,9 @@ def load_space(space: str | os.PathLike) -> SearchSpace:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise SpaceError(f"{path}: malformed YAML: {err}".replace("\n", " ")) from None
+        raise SpaceError(f"{path}: malformed YAML: {err}; expected a YAML mapping of task, "
+                         "dataset, model, objectives and space (README, 'Space files')"
+                         .replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: expected a mapping with task, dataset, model, objectives, space")
     try:

@@ -24,7 +24,8 @@ VALID = fh.SPACE.replace("EPOCHS", "{low: 2, high: 3}")
 @dataclass
 class Case:
     args: list[str]  # {space} {storage} {uri} {tmp} {port} {busy} are filled in
-    message: str  # in the README's table, and in the one line on stderr
+    message: str  # names the bad value: in the README's table and in the line on stderr
+    allowed: str  # what is allowed, or what to do: in the table and in the line too
     space: str | None = None  # the space file {space} holds (default: a valid one)
 
 
@@ -34,57 +35,82 @@ def run(*extra: str) -> list[str]:
 
 
 CASES = {
-    "malformed-yaml": Case(run(), "malformed YAML", space="task: [unclosed"),
-    "unknown-task": Case(run(), "task: unknown task 'node_regression'; allowed:",
+    "malformed-yaml": Case(run(), "malformed YAML", "expected a YAML mapping of task, dataset",
+                           space="task: [unclosed"),
+    "unknown-task": Case(run(), "task: unknown task 'node_regression'",
+                         "allowed: node_classification, link_prediction",
                          space=VALID.replace("node_classification", "node_regression")),
-    "unknown-model": Case(run(), "model.name: unknown model 'transformer'; allowed:",
+    "unknown-model": Case(run(), "model.name: unknown model 'transformer'",
+                          "allowed: spline, gcn,",
                           space=VALID.replace("name: gcn", "name: transformer")),
-    "unknown-method": Case(run(), "prune.method='lottery' is not allowed; expected one of",
+    "unknown-method": Case(run(), "prune.method='lottery' is not allowed",
+                           "expected one of none, global,",
                            space=VALID.replace("[global, none]", "[global, lottery]")),
-    "sparsity-range": Case(run(), "prune.sparsity=1.2 is not allowed; expected a number in "
-                           "[0.0, 1.0)", space=VALID.replace("high: 0.9}", "high: 1.2}")),
-    "unsupported-bits": Case(run(), "quant.bits=16 is not allowed; expected one of 4, 8",
+    "sparsity-range": Case(run(), "prune.sparsity=1.2 is not allowed",
+                           "expected a number in [0.0, 1.0)",
+                           space=VALID.replace("high: 0.9}", "high: 1.2}")),
+    "negative-sparsity": Case(run(), "prune.sparsity=-0.1 is not allowed",
+                              "expected a number in [0.0, 1.0)",
+                              space=VALID.replace("low: 0.3,", "low: -0.1,")),
+    "unsupported-bits": Case(run(), "quant.bits=16 is not allowed", "expected one of 4, 8",
                              space=VALID.replace("[8]", "[8, 16]")),
-    "empty-search-space": Case(run(), "nothing to search", space=re.sub(
-        r"(?s)space:\n.*", "space: {prune.method: global, finetune.lr: 0.01}\n", VALID)),
-    "test-objective": Case(run(), "'test_acc' cannot be an objective",
+    "empty-search-space": Case(run(), "nothing to search: every parameter is fixed "
+                               "(prune.method=global, finetune.lr=0.01)",
+                               "give at least one a list of choices or a {low, high} range",
+                               space=re.sub(r"(?s)space:\n.*", "space: {prune.method: global, "
+                                            "finetune.lr: 0.01}\n", VALID)),
+    "test-objective": Case(run(), "'test_acc' cannot be an objective", "allowed: val_acc,",
                            space=VALID.replace("val_acc: max", "test_acc: max")),
-    "negative-trials": Case(run("--trials", "-3"), "--trials must be >= 1, got -3"),
+    "negative-trials": Case(run("--trials", "-3"), "got -3", "--trials must be >= 1"),
     "concurrency-above-cpus": Case(run("--concurrency", "64"),
-                                   "--concurrency 64 exceeds this machine's"),
-    "bad-name": Case(run("--name", "a/b"), "--name 'a/b' is not allowed; use letters, digits"),
-    "malformed-address": Case(run("--address", "nowhere"), "--address 'nowhere' is not a Ray "
-                              "address; allowed: auto, HOST:PORT"),
+                                   "--concurrency 64 exceeds this machine's", "allowed: 1.."),
+    "bad-name": Case(run("--name", "a/b"), "--name 'a/b' is not allowed",
+                     "use letters, digits, '.', '_' and '-'"),
+    "malformed-address": Case(run("--address", "nowhere"),
+                              "--address 'nowhere' is not a Ray address",
+                              "allowed: auto, HOST:PORT"),
     "unreachable-cluster": Case(run("--address", "127.0.0.1:{port}"),
-                                "cannot reach the Ray cluster at 127.0.0.1:"),
-    "unwritable-storage": Case(run("--storage", "{tmp}/a-file/ray"), "is not writable"),
+                                "cannot reach the Ray cluster at 127.0.0.1:",
+                                "start it (`ray up ray_cluster.yaml` or `ray start --head`)"),
+    "unwritable-storage": Case(run("--storage", "{tmp}/a-file/ray"), "is not writable",
+                               "give a writable folder or a URI"),
     "unknown-storage-uri": Case(run("--storage", "foo://bucket/x"), "--storage "
-                                "'foo://bucket/x' is not a storage location Tune can use"),
+                                "'foo://bucket/x' is not a storage location Tune can use",
+                                "allowed: a folder or a URI (file://, s3://, gs://"),
     "existing-name": Case(run("--name", "existing"), "a Tune experiment named 'existing' "
-                          "already exists"),
+                          "already exists", "choose another --name, or continue it with "
+                          "--resume existing"),
     "resume-unknown": Case(["run", "--resume", "nope", "--storage", "{storage}"],
-                           "no search named 'nope' in"),
+                           "no search named 'nope' in", "pass the --storage it ran with"),
     "resume-with-settings": Case(["run", "--resume", "existing", "--trials", "9", "--storage",
-                                  "{storage}"], "--trials cannot be given with --resume"),
+                                  "{storage}"], "--trials cannot be given with --resume",
+                                 "keeps the settings it started with"),
     "tracking-unreachable": Case(run("--tracking-uri", "http://127.0.0.1:{port}"),
-                                 "is unreachable (no answer from /health)"),
+                                 "is unreachable (no answer from /health)",
+                                 "start one with `gnn-search mlflow-server`"),
     "tracking-credentials": Case(run("--tracking-uri", "http://me:secret@127.0.0.1:{port}"),
-                                 "--tracking-uri must not carry credentials"),
-    "trial-timeout": Case(run("--trial-timeout", "0"), "--trial-timeout must be a number of "
-                          "seconds > 0"),
-    "max-failures": Case(run("--max-failures", "-1"), "--max-failures must be >= 0, got -1"),
-    "latency-threads": Case(run("--latency-threads", "0"), "latency threads "
-                            "(--latency-threads) must be >= 1"),
-    "missing-dataset": Case(run("--data-root", "{tmp}/empty"), "dataset 'Cora' is not in"),
+                                 "--tracking-uri must not carry credentials",
+                                 "set MLFLOW_TRACKING_USERNAME/"),
+    "trial-timeout": Case(run("--trial-timeout", "0"), "got 0.0",
+                          "--trial-timeout must be a number of seconds > 0"),
+    "max-failures": Case(run("--max-failures", "-1"), "got -1", "--max-failures must be >= 0"),
+    "latency-threads": Case(run("--latency-threads", "0"), "got 0",
+                            "latency threads (--latency-threads) must be >= 1"),
+    "missing-dataset": Case(run("--data-root", "{tmp}/empty"), "dataset 'Cora' is not in",
+                            "Put its raw files there (ind.cora.x,"),
     "corrupted-baseline": Case(run("--cache-dir", "{tmp}/bad-cache"),
-                               "payload is truncated or corrupted (checksum mismatch)"),
+                               "payload is truncated or corrupted (checksum mismatch)",
+                               "delete that file and the baseline is trained again"),
     "corrupted-model": Case(["export", "--run-id", "{corrupt_run}", "--out", "{tmp}/m.gnnz",
-                             "--tracking-uri", "{uri}"], "not a compressed GNN model file"),
+                             "--tracking-uri", "{uri}"], "model/model.gnnz is damaged: not a "
+                            "compressed GNN model file (bad magic)",
+                            "export needs the model file its trial wrote"),
     "server-port": Case(["mlflow-server", "--port", "70000"],
-                        "--port 70000 is not a TCP port; allowed: 1..65535"),
+                        "--port 70000 is not a TCP port", "allowed: 1..65535"),
     "server-port-busy": Case(["mlflow-server", "--port", "{busy}"], "cannot listen on "
-                             "127.0.0.1:"),
-    "sync-unknown": Case(["sync", "nope", "--storage", "{storage}"], "no search named 'nope'"),
+                             "127.0.0.1:", "pick another --port (or --host)"),
+    "sync-unknown": Case(["sync", "nope", "--storage", "{storage}"], "no search named 'nope'",
+                         "pass the --storage it ran with"),
 }
 
 
@@ -140,7 +166,8 @@ def test_readme_table_is_the_test_table():
     assert len(rows) >= 15
     assert set(rows) == set(CASES), set(rows) ^ set(CASES)
     for key, case in CASES.items():
-        assert case.message.replace("|", "\\|") in rows[key], key
+        for part in (case.message, case.allowed):
+            assert part.replace("|", "\\|") in rows[key], (key, part)
 
 
 @pytest.mark.slow
@@ -169,6 +196,7 @@ def test_bad_input_is_one_line_and_changes_nothing(key, existing, capsys, monkey
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"gnn-search {args[0]}: error: "), err
-    assert case.message in lines[0], lines[0]
+    assert case.message in lines[0] and case.allowed in lines[0], lines[0]
+    assert not (tmp / "m.gnnz").exists(), "a damaged model is not exported"
     assert _state(existing) == before, "the existing search must be untouched"
     assert not (existing["storage"] / "fresh").exists(), "no new search was started"

@@ -68,6 +68,7 @@ def cluster():
         yield nodes
     finally:
         nodes.stop()
+    assert nodes.processes() == [], "both nodes are gone after the tests"
 
 
 def _loopback(address: str) -> bool:
@@ -96,6 +97,28 @@ def test_cluster_is_loopback_only_with_token_auth(cluster, tmp_path, data_root, 
         "token; use the cluster's token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or "
         "RAY_AUTH_TOKEN; README, 'Security')")
     assert fh.trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "no-token") == []
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_concurrency_above_cluster_cpus_is_refused_first(cluster, tmp_path, cache_dir):
+    """The cluster's CPUs are checked before any data or baseline work: with a data root
+    that holds no dataset, the error is still about --concurrency."""
+    space = fh.write_space(tmp_path)
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    env = fh.cli_env(empty, cache_dir, cluster.env)
+    proc = fh.cli(["run", "--space", str(space), "--trials", "4", "--concurrency", "3",
+                   "--name", "too-wide", "--address", cluster.address,
+                   "--storage", str(tmp_path / "ray"),
+                   "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *fh.FAST],
+                  tmp_path, env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "gnn-search run: error: --concurrency 3 exceeds the cluster's 2 CPUs (each trial "
+        "needs at least one); allowed: 1..2"]
+    assert not (tmp_path / "ray" / "too-wide").exists()
+    assert fh.trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "too-wide") == []
 
 
 @pytest.mark.integration

@@ -125,3 +125,32 @@ def test_corrupted_and_unknown_files_fail_clearly(tmp_path):
 
     with pytest.raises(ValueError, match="unknown layout 'zip'"):
         save_model(path, {"w": torch.ones(2)}, layout="zip")
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_model_files_are_read_without_executing_code(tmp_path):
+    """A pickle or a torch.save file that would run code when unpickled is refused as not a
+    model file, and its code never runs (the loader reads a JSON header and raw arrays)."""
+    import pickle
+
+    from trainables.cycle import load_compressed
+
+    marker = tmp_path / "code-ran"
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    torch.save({"w": _Payload(marker)}, tmp_path / "evil.pt")
+    for name in ("evil.pkl", "evil.pt"):
+        for load in (load_state, load_compressed):
+            with pytest.raises(StorageError, match="not a compressed GNN model file"):
+                load(tmp_path / name)
+    assert not marker.exists()
+    pickle.loads((tmp_path / "evil.pkl").read_bytes()).close()  # the payload is real
+    assert marker.exists()

@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from trainables.models import build_model
-from trainables.storage import load_state, save_model
+from trainables.storage import StorageError, load_state, save_model
 from trainables.tasks import CrossValidation, summarize_folds, train_step
 
 CACHE_ENV = "GNN_SEARCH_CACHE"
@@ -113,7 +113,11 @@ def get_baseline(
     path = resolve_cache_dir(cache_dir) / "baselines" / f"{key}.gnnz"
     cached = path.exists()
     if cached:
-        state, meta = load_state(path)
+        try:
+            state, meta = load_state(path)
+        except StorageError as err:
+            raise StorageError(f"{err}; delete that file and the baseline is trained again, "
+                               "or point --cache-dir elsewhere") from None
         metrics = meta["metrics"]
     else:
         state, metrics = train_baseline(task, model_spec, training, seed, progress)
