@@ -58,6 +58,53 @@ def test_cluster_file_passes_ray_validation(variant):
 
 
 
+class _NoBind:
+    """Stands in for the port probe: tests never open a socket beyond loopback."""
+
+    def __init__(self, *args):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def setsockopt(self, *args):
+        pass
+
+    def bind(self, address):
+        pass
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_mlflow_server_is_loopback_unless_opened(host, tmp_path, monkeypatch, capsys):
+    """``gnn-search mlflow-server`` execs a lean server on 127.0.0.1; ``--host`` opens it
+    only when asked, with a warning, and passes --allowed-hosts on."""
+    from search import cluster as cl
+    from search.cli import main
+
+    started = {}
+    monkeypatch.setattr(cl.socket, "socket", _NoBind)
+    monkeypatch.setattr(cl.os, "execve", lambda path, argv, env: started.update(argv=argv,
+                                                                                env=env))
+    monkeypatch.chdir(tmp_path)
+    args = ["mlflow-server", "--port", "5123", "--host", host]
+    if host != "127.0.0.1":
+        args += ["--allowed-hosts", "mlflow.lan:5123"]
+    assert main(args) == 0
+    argv, err = started["argv"], capsys.readouterr().err
+    assert argv[argv.index("--host") + 1] == host and argv[argv.index("--port") + 1] == "5123"
+    assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert argv[argv.index("--workers") + 1] == "1"
+    assert started["env"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    if host == "127.0.0.1":
+        assert "warning" not in err and "--allowed-hosts" not in argv
+    else:
+        assert "warning: MLflow listens on 0.0.0.0:5123" in err
+        assert argv[argv.index("--allowed-hosts") + 1] == "mlflow.lan:5123"
+
+
 @pytest.fixture(scope="module")
 def cluster():
     nodes = LoopbackCluster(cpus_per_node=1)
