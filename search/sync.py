@@ -2,7 +2,7 @@
 
 Tune's storage is the search's source of truth: its experiment state says how every trial
 ended, and each finished trial's checkpoint holds its model and a record of everything it
-measured (:data:`~search.tracking.RECORD_FILE`). Sync writes each ended trial that MLflow
+measured (:data:`~search.trial.RECORD_FILE`). Sync writes each ended trial that MLflow
 lacks: a run that is complete (FINISHED, FAILED, KILLED) is left alone, a run left
 unfinished is replaced by a complete one, so running it twice writes nothing twice. It runs
 at the end of every search, and by hand after MLflow was away.

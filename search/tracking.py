@@ -25,14 +25,13 @@ from ray.tune import Callback
 
 from analysis.load import ROLE_TAG, SEARCH_TAG
 from search.early_stopping import EARLY_STOPPED_TAG
+from search.trial import ERROR_KEY, RECORD_FILE
 
 PARENT_TAG = "mlflow.parentRunId"  # what nests runs in the MLflow UI
 TRIAL_TAG = "gnn_search.trial_id"  # Tune's trial id: one active run per trial id
 ATTEMPTS_TAG = "gnn_search.attempts"  # runs made for this trial (a retry replaces the run)
 ERROR_TAG = "gnn_search.error"  # why a trial failed
 DONE_STATUSES = ("FINISHED", "FAILED", "KILLED")  # a run in one of these is complete
-ERROR_KEY = "gnn_search_error"  # a trial's failure message, reported just before it raises
-RECORD_FILE = "trial.json"  # beside a finished trial's model: config, metrics, tags, history
 # Result keys Tune fills in itself; everything else numeric that a trial reports is a metric.
 _TUNE_KEYS = {
     "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "date",

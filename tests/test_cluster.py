@@ -58,6 +58,19 @@ def test_cluster_file_passes_ray_validation(variant):
 
 
 
+def test_a_worker_imports_neither_mlflow_nor_optuna():
+    """Trials run ``search.trial.trial_fn``: a worker process on any node imports Ray Tune and
+    the trial's code, not the driver's MLflow, Optuna or space loader (seconds per worker)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, search.trial; print(sorted(m for m in ('mlflow', 'optuna', 'spaces', "
+            "'search.tracking', 'search.run') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    assert out.strip() == "[]", out
+
+
 class _NoBind:
     """Stands in for the port probe: tests never open a socket beyond loopback."""
 
