@@ -60,6 +60,7 @@ class DatasetSpec(_Strict):
     batch_size: int | None = Field(None, ge=1)  # graph classification
     subgraphs: int | None = Field(None, ge=1, le=64)  # link prediction: NESS static subgraphs
     normalize_features: bool | None = None  # link prediction: rows of x sum to 1
+    node_attributes: bool | None = None  # graph classification (tu): continuous attributes too
 
     def as_dict(self) -> dict[str, Any]:
         """The settings given (unset ones left out, so they do not enter cache keys)."""

@@ -133,3 +133,33 @@ def test_hgpsl_pool_keeps_half_of_each_graph_and_links_them():
     assert x.shape == (5, 8) and new_batch.tolist() == [0, 0, 0, 1, 1]
     assert (new_batch[edge_index[0]] == new_batch[edge_index[1]]).all()  # within graphs
     assert (weight > 0).all()
+    # every kept node's weights (itself included as a candidate) sum to 1
+    sums = torch.zeros(5).index_add_(0, edge_index[0], weight)
+    assert torch.allclose(sums, torch.ones(5), atol=1e-6)
+
+
+def test_information_score_uses_weighted_degree():
+    from trainables.hgpsl import information_score
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 3, generator=generator)
+    edges = torch.tensor([[0, 1, 1, 2, 2, 3, 0], [1, 0, 2, 1, 3, 2, 0]])  # and a self-loop
+    weight = torch.tensor([0.5, 1.0, 0.25, 2.0, 1.0, 3.0, 9.0])
+    dense = torch.zeros(4, 4)
+    dense[edges[0, :-1], edges[1, :-1]] = weight[:-1]  # self-loops are not neighbours
+    inv = dense.sum(1).pow(-0.5)
+    expected = (x - (inv[:, None] * dense * inv[None, :]) @ x).abs().sum(1)
+    assert torch.allclose(information_score(x, edges, weight), expected, atol=1e-6)
+
+
+def test_node_attributes_add_proteins_continuous_attribute(data_root):
+    """``node_attributes: true`` (tu) puts PROTEINS' continuous attribute before its three
+    one-hot labels, as HGP-SL's authors load it; other loaders refuse it by name."""
+    plain = _task("graph_classification", PROTEINS, data_root)
+    with_attr = _task("graph_classification", {**PROTEINS, "node_attributes": True}, data_root)
+    assert (plain.num_features, with_attr.num_features) == (3, 4)
+    a, b = plain.train[0], with_attr.train[0]
+    assert torch.equal(b.x[:, 1:], a.x) and b.x[:, 0].abs().sum() > 0
+    with pytest.raises(ValueError, match="loader 'moleculenet' has no continuous node "
+                                         "attributes; allowed with: tu"):
+        build_task("graph_classification", {**BBBP, "node_attributes": True}, data_root, 0)

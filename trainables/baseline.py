@@ -24,7 +24,7 @@ from trainables.storage import StorageError, load_state, save_model
 from trainables.tasks import CrossValidation, summarize_folds, train_step
 
 CACHE_ENV = "GNN_SEARCH_CACHE"
-CACHE_VERSION = 1  # bump when training code changes what a cached baseline would be
+CACHE_VERSION = 2  # bump when training code changes what a cached baseline would be
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:

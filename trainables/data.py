@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch_geometric.data import Data, InMemoryDataset
@@ -36,7 +37,7 @@ class DatasetLoader:
 
     folder: Callable[[str], str]  # dataset name -> folder under the root holding raw/
     raw_files: Callable[[str], list[str]]  # dataset name -> required raw file names
-    build: Callable[[Path, str], InMemoryDataset]  # (root, name) -> dataset
+    build: Callable[..., InMemoryDataset]  # (root, name, **options) -> dataset
     names: tuple[str, ...]  # names PyG's class accepts
 
 
@@ -46,10 +47,11 @@ def _planetoid(root: Path, name: str) -> InMemoryDataset:
     return Planetoid(str(root), name)
 
 
-def _tu(root: Path, name: str) -> InMemoryDataset:
+def _tu(root: Path, name: str, node_attributes: bool = False) -> InMemoryDataset:
     from torch_geometric.datasets import TUDataset
 
-    return TUDataset(str(root), name)
+    # node_attributes: the continuous ones too (PROTEINS: one), before the one-hot labels
+    return TUDataset(str(root), name, use_node_attr=node_attributes)
 
 
 def _moleculenet(root: Path, name: str) -> InMemoryDataset:
@@ -86,8 +88,10 @@ LOADERS: dict[str, DatasetLoader] = {
 }
 
 
-def load_dataset(loader: str, name: str, data_root: str | os.PathLike | None = None):
-    """Load dataset ``name`` with ``loader`` (one of :data:`LOADERS`) from the data root."""
+def load_dataset(loader: str, name: str, data_root: str | os.PathLike | None = None,
+                 **options: Any):
+    """Load dataset ``name`` with ``loader`` (one of :data:`LOADERS`) from the data root;
+    ``options`` go to the loader's builder (``tu``: ``node_attributes``)."""
     if loader not in LOADERS:
         raise ValueError(f"unknown dataset loader {loader!r}; allowed: {', '.join(LOADERS)}")
     spec = LOADERS[loader]
@@ -99,7 +103,7 @@ def load_dataset(loader: str, name: str, data_root: str | os.PathLike | None = N
     raw_dir = root / spec.folder(name) / "raw"
     missing = [f for f in spec.raw_files(name) if not any(raw_dir.glob(f))]
     try:
-        return spec.build(root, name)
+        return spec.build(root, name, **options)
     except Exception as err:  # PyG's download failed (offline) or raw files are unreadable
         if not missing:
             raise

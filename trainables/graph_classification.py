@@ -141,7 +141,13 @@ def build_graph_classification(dataset: dict[str, Any], data_root, seed: int):
     from trainables import data as data_mod
     from trainables.tasks import CrossValidation
 
-    ds = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root)
+    options = {}
+    if dataset.get("node_attributes"):
+        if dataset["loader"] != "tu":
+            raise ValueError(f"node_attributes: loader {dataset['loader']!r} has no continuous "
+                             "node attributes; allowed with: tu")
+        options["node_attributes"] = True
+    ds = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root, **options)
     graphs = _graphs(ds, dataset["loader"])
     labels = torch.cat([g.y for g in graphs])
     smiles = [d.smiles for d in ds] if dataset["loader"] == "moleculenet" else None

@@ -5,8 +5,10 @@ Written from the paper's equations: the information score of a node is the L1 no
 ``(I - D^-1/2 A D^-1/2) x`` (how little its neighbours already say about it); the top
 ``ratio`` of each graph's nodes are kept; candidate edges among them are pairs within
 ``hops`` hops in the graph before pooling (the paper's sampled variant, which keeps the cost
-linear in the edges); each candidate's weight is ``sparsemax_j(leaky_relu(a . [x_i || x_j]) +
-lamb * A_ij)``, and candidates with weight 0 are dropped.
+linear in the edges), plus each node itself; each candidate's weight is
+``sparsemax_j(leaky_relu(a . [x_i || x_j]) + lamb * A_ij)``, and candidates with weight 0 are
+dropped. Each node's weights sum to 1, so the convolutions after a pooling use them as they
+are (no added self-loops, no further normalization), as the authors' code does.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn.pool.select.topk import topk
-from torch_geometric.utils import add_remaining_self_loops, coalesce, degree, remove_self_loops
+from torch_geometric.utils import coalesce, remove_self_loops
 
 
 def information_score(x: Tensor, edge_index: Tensor, edge_weight: Tensor | None) -> Tensor:
-    """Per node: ``|| x_i - sum_j A_ij x_j / sqrt(d_i d_j) ||_1``."""
+    """Per node: ``|| x_i - sum_j A_ij x_j / sqrt(d_i d_j) ||_1``, with ``d`` the weighted
+    degree (after a pooling, the learned edge weights)."""
+    edge_index, edge_weight = remove_self_loops(edge_index, edge_weight)
     row, col = edge_index
     w = edge_weight if edge_weight is not None else x.new_ones(row.numel())
-    deg = degree(row, x.size(0), dtype=x.dtype).clamp(min=1)
-    norm = w / (deg[row] * deg[col]).sqrt()
+    deg = torch.zeros(x.size(0), dtype=x.dtype, device=x.device).index_add_(0, row, w)
+    inv_sqrt = deg.pow(-0.5).masked_fill(deg <= 0, 0.0)
+    norm = w * inv_sqrt[row] * inv_sqrt[col]
     neighbours = torch.zeros_like(x).index_add_(0, row, x[col] * norm.unsqueeze(-1))
     return (x - neighbours).abs().sum(dim=-1)
 
@@ -93,8 +98,11 @@ class HGPSLPool(nn.Module):
         induced = keep[edge_index]
         mask = (induced >= 0).all(dim=0) & (induced[0] != induced[1])
         w = edge_weight[mask] if edge_weight is not None else x.new_ones(int(mask.sum()))
-        prior_index = torch.cat([induced[:, mask], pairs], dim=1)
-        prior_value = torch.cat([w, x.new_zeros(pairs.size(1))])
+        # each node is also a candidate of its own (prior 0): attention decides how much a
+        # node keeps of itself, and every node's weights sum to 1
+        eye = torch.arange(x.size(0), device=x.device).expand(2, -1)
+        prior_index = torch.cat([induced[:, mask], pairs, eye], dim=1)
+        prior_value = torch.cat([w, x.new_zeros(pairs.size(1) + x.size(0))])
         pairs, prior = coalesce(prior_index, prior_value, x.size(0), reduce="sum")
 
         half = self.att.numel() // 2
@@ -102,8 +110,4 @@ class HGPSLPool(nn.Module):
         logits = F.leaky_relu(logits, self.negative_slope) + self.lamb * prior
         weight = segment_sparsemax(logits, pairs[0], x.size(0))
         kept = weight > 0
-        edge_index, edge_weight = pairs[:, kept], weight[kept]
-        # an isolated node keeps a self-loop so that the next convolution still sees it
-        edge_index, edge_weight = add_remaining_self_loops(edge_index, edge_weight, 1.0,
-                                                           x.size(0))
-        return x, edge_index, edge_weight, batch
+        return x, pairs[:, kept], weight[kept], batch

@@ -168,8 +168,9 @@ class HGPSL(nn.Module):
 
         self.dropout = dropout
         self.conv1 = GCNConv(num_features, hidden)
-        self.conv2 = GCNConv(hidden, hidden)
-        self.conv3 = GCNConv(hidden, hidden)
+        # after a pooling the learned weights are already normalized per node (HGPSLPool)
+        self.conv2 = GCNConv(hidden, hidden, add_self_loops=False, normalize=False)
+        self.conv3 = GCNConv(hidden, hidden, add_self_loops=False, normalize=False)
         self.pool1 = HGPSLPool(hidden, ratio, hops, lamb)
         self.pool2 = HGPSLPool(hidden, ratio, hops, lamb)
         self.lin1 = nn.Linear(2 * hidden, hidden)
