@@ -18,6 +18,8 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import append_result, cora, parse_args
@@ -61,6 +63,15 @@ def main() -> None:
                               work / f"loop{i}", measure_settings=measure).metrics
                     for i, c in enumerate(configs)]
     loop_s = time.perf_counter() - start
+    # (a1) the same loop on one torch thread: one core's pace, and so the floor of (c)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    for i, c in enumerate(configs):
+        run_cycle({**space.defaults(), **c}, task, baseline, lambda r: None,
+                  work / f"loop1t{i}", measure_settings=measure)
+    one_thread_s = time.perf_counter() - start
+    torch.set_num_threads(threads)
 
     service = {}
     for concurrency in (1, 2):
@@ -77,6 +88,7 @@ def main() -> None:
     fixed = fixed_costs()
 
     ratio_b, ratio_c = service[1] / loop_s, service[2] / loop_s
+    floor_c = one_thread_s / 2 / loop_s  # two 1-thread trials side by side, no overhead at all
     once = sum(fixed.values())
     per_trial = (service[1] - loop_s - once) / len(configs)
     stage_rows = []
@@ -96,7 +108,12 @@ def main() -> None:
         f"| (b) service, 1 trial at a time (all CPUs to it) | {service[1]:.1f} | "
         f"{ratio_b:.2f} | <= 1.10 |",
         f"| (c) service, 2 trials at a time (1 CPU each) | {service[2]:.1f} | {ratio_c:.2f} | "
-        "<= 0.65 |", "",
+        "<= 0.65 |",
+        f"| (a1) plain loop, 1 torch thread | {one_thread_s:.1f} | "
+        f"{one_thread_s / loop_s:.2f} | |", "",
+        f"Two threads make the loop x{one_thread_s / loop_s:.2f} faster, so two 1-thread "
+        f"trials side by side cannot beat (a1)/2 = x{floor_c:.2f} of (a) even with no overhead "
+        f"at all; (c) is x{service[2] / one_thread_s * 2:.2f} of that floor.", "",
         "Paid once per search, measured alone: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in fixed.items())
         + f" ({once:.1f} s). (b) less these: {service[1] - once:.1f} s, "
@@ -109,12 +126,13 @@ def main() -> None:
     print(body)
     if not args.no_write:
         append_result("Service overhead (bench/overhead.py)", body)
-    print(f"overhead b/a={ratio_b:.2f} c/a={ratio_c:.2f} per_trial_s={per_trial:.2f}")
+    print(f"overhead b/a={ratio_b:.2f} c/a={ratio_c:.2f} c_floor={floor_c:.2f} "
+          f"per_trial_s={per_trial:.2f}")
 
 
 def fixed_costs() -> dict[str, float]:
     """What a search pays once, not per trial: starting and stopping the local Ray, and a
-    fresh worker importing torch, PyG and the trial's code."""
+    fresh worker importing the trial's module (Ray Tune, torch, PyG, the cycle)."""
     import ray
 
     from search import cluster
@@ -125,7 +143,7 @@ def fixed_costs() -> dict[str, float]:
     ray.shutdown()
     ray_s = time.perf_counter() - start
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, torch_geometric, trainables.cycle"],
+    subprocess.run([sys.executable, "-c", "import search.trial"],  # what a worker imports
                    check=True, cwd=Path(__file__).resolve().parents[1])
     return {"Ray start and stop": ray_s, "worker imports": time.perf_counter() - start}
 
