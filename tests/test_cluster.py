@@ -135,6 +135,18 @@ def _loopback(address: str) -> bool:
     return ipaddress.ip_address(address.removeprefix("::ffff:")).is_loopback
 
 
+def _refused_run(cluster, tmp_path, env: dict, name: str, concurrency: str):
+    """A search on the test cluster that must be refused (exit code 2) before it starts."""
+    space = fh.write_space(tmp_path)
+    proc = fh.cli(["run", "--space", str(space), "--trials", "4", "--concurrency", concurrency,
+                   "--name", name, "--address", cluster.address,
+                   "--storage", str(tmp_path / "ray"),
+                   "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *fh.FAST],
+                  tmp_path, env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_cluster_is_loopback_only_with_token_auth(cluster, tmp_path, data_root, cache_dir):
@@ -143,15 +155,9 @@ def test_cluster_is_loopback_only_with_token_auth(cluster, tmp_path, data_root, 
     assert listening, "the cluster listens somewhere"
     assert all(_loopback(addr.ip) for _, addr in listening), listening
     # a driver without the cluster's token is refused, in one line, before anything runs
-    space = fh.write_space(tmp_path)
     env = fh.cli_env(data_root, cache_dir,
                      {**cluster.env, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "no-token")})
-    proc = fh.cli(["run", "--space", str(space), "--trials", "1", "--concurrency", "1",
-                   "--name", "no-token", "--address", cluster.address,
-                   "--storage", str(tmp_path / "ray"),
-                   "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *fh.FAST],
-                  tmp_path, env, timeout=300)
-    assert proc.returncode == 2, proc.stderr[-3000:]
+    proc = _refused_run(cluster, tmp_path, env, "no-token", "1")
     assert proc.stderr.strip().splitlines()[-1] == (
         f"gnn-search run: error: the Ray cluster at {cluster.address} refused this driver's "
         "token; use the cluster's token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or "
@@ -164,16 +170,10 @@ def test_cluster_is_loopback_only_with_token_auth(cluster, tmp_path, data_root, 
 def test_concurrency_above_cluster_cpus_is_refused_first(cluster, tmp_path, cache_dir):
     """The cluster's CPUs are checked before any data or baseline work: with a data root
     that holds no dataset, the error is still about --concurrency."""
-    space = fh.write_space(tmp_path)
     empty = tmp_path / "no-data"
     empty.mkdir()
-    env = fh.cli_env(empty, cache_dir, cluster.env)
-    proc = fh.cli(["run", "--space", str(space), "--trials", "4", "--concurrency", "3",
-                   "--name", "too-wide", "--address", cluster.address,
-                   "--storage", str(tmp_path / "ray"),
-                   "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *fh.FAST],
-                  tmp_path, env, timeout=300)
-    assert proc.returncode == 2, proc.stderr[-3000:]
+    proc = _refused_run(cluster, tmp_path, fh.cli_env(empty, cache_dir, cluster.env),
+                        "too-wide", "3")
     assert proc.stderr.strip().splitlines() == [
         "gnn-search run: error: --concurrency 3 exceeds the cluster's 2 CPUs (each trial "
         "needs at least one); allowed: 1..2"]
