@@ -38,7 +38,7 @@ def export_run(run_id: str, tracking_uri: str, out: str | Path) -> tuple[Path, P
         except (MlflowException, OSError):
             raise ValueError(f"run {run_id} has no {MODEL_ARTIFACT} artifact") from None
         from trainables.cycle import load_compressed
-        from trainables.storage import StorageError
+        from trainables.model_file import StorageError
 
         try:  # a damaged artifact is refused before anything is written to --out
             _, meta = load_compressed(local)

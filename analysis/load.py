@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from trainables.params import INACTIVE  # what an absent conditional parameter means
+
 ROLE_TAG = "gnn_search.role"  # "search" (parent run) or "trial" (child run)
 SEARCH_TAG = "gnn_search.search"  # the search's name, on parent and children
 
@@ -57,11 +59,6 @@ def load_searches(experiments: list[str], tracking_uri: str) -> pd.DataFrame:
         **r.data.params, **r.data.metrics,
     } for r in runs])
 
-
-# Values a parameter takes when its condition is off: pruning nothing is sparsity 0,
-# keeping float weights is 32 bits, no regularization is strength 0.
-INACTIVE = {"prune.sparsity": 0.0, "prune.schedule": "one_shot", "quant.bits": 32,
-            "prune.penalty": "none", "prune.strength": 0.0}
 
 
 def fill_inactive(frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.report import CONFIG_COLUMNS
+from trainables.metrics import LOG_SCALE_METRICS
 
 
 def _label(metric: str, direction: str) -> str:
@@ -37,7 +38,7 @@ def pareto_pngs(trials: pd.DataFrame, front: pd.DataFrame, objectives: dict[str,
                        label="FP32 baseline")
         ax.set_xlabel(_label(x, objectives[x]))
         ax.set_ylabel(_label(y, objectives[y]))
-        if x in ("size_bytes", "latency_ms", "energy_mj") and trials[x].min() > 0:
+        if x in LOG_SCALE_METRICS and trials[x].min() > 0:
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

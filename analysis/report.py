@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from trainables.metrics import REPORTED_METRICS
+
 CONFIG_COLUMNS = ("prune.method", "prune.sparsity", "prune.schedule", "quant.method",
                   "quant.bits", "finetune.epochs", "finetune.lr", "finetune.schedule")
-REPORTED_METRICS = ("val_acc", "test_acc", "test_acc_std", "val_roc_auc", "test_roc_auc",
-                    "test_ap", "size_bytes", "size_ratio", "sparsity_actual", "latency_ms")
 FORMATS = ("table", "csv", "json")
 
 

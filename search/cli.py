@@ -385,8 +385,8 @@ def cmd_mlflow_server(args) -> int:
 
 def cmd_sync(args) -> int:
     from search.cluster import check_tracking_uri
-    from search.storage import normalize_storage
     from search.sync import sync_search
+    from search.tune_storage import normalize_storage
 
     location = normalize_storage(args.storage or Path.cwd() / "ray_results")
     if args.tracking_uri:
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from spaces import SpaceError
     from trainables.data import DatasetMissingError
-    from trainables.storage import StorageError
+    from trainables.model_file import StorageError
 
     try:
         return COMMANDS[args.command](args)

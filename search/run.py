@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from search import cluster, storage
+from search import cluster, tune_storage
 from search.env import apply_quiet_env
 from search.tracking import (
     MlflowTrialCallback,
@@ -114,8 +114,8 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
     if settings.address is None and settings.concurrency > (os.cpu_count() or 1):
         raise ValueError(f"--concurrency {settings.concurrency} exceeds this machine's "
                          f"{os.cpu_count()} CPUs; allowed: 1..{os.cpu_count()}")
-    settings.storage = storage.normalize_storage(settings.storage)
-    if not resuming and storage.exists(settings.storage, settings.name):
+    settings.storage = tune_storage.normalize_storage(settings.storage)
+    if not resuming and tune_storage.exists(settings.storage, settings.name):
         raise ValueError(
             f"a Tune experiment named {settings.name!r} already exists in {settings.storage}; "
             f"choose another --name, or continue it with --resume {settings.name}"
@@ -123,7 +123,7 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
     if settings.address is not None:
         cluster.check_address(settings.address)
     cluster.check_tracking_uri(settings.tracking_uri)
-    storage.check_writable(settings.storage)  # the first thing written: after every check
+    tune_storage.check_writable(settings.storage)  # the first thing written: after every check
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
@@ -340,9 +340,9 @@ def _save_search(space: SearchSpace, settings: SearchSettings, experiment_id: st
                  parent_run_id=parent_run_id, baseline_key=baseline_key,
                  space_source=str(space.source),
                  params=MlflowClient(settings.tracking_uri).get_run(parent_run_id).data.params)
-    storage.write_text(settings.storage, settings.name, storage.SPACE_FILE,
+    tune_storage.write_text(settings.storage, settings.name, tune_storage.SPACE_FILE,
                        Path(space.source).read_text())
-    storage.write_text(settings.storage, settings.name, storage.SEARCH_FILE,
+    tune_storage.write_text(settings.storage, settings.name, tune_storage.SEARCH_FILE,
                        json.dumps(saved, indent=2, sort_keys=True))
 
 
@@ -371,17 +371,17 @@ def load_saved(name: str, storage_location: str | Path) -> tuple[SearchSpace, Se
     """A search's space and settings as it started them (``--resume``, ``sync``)."""
     from spaces import load_space
 
-    location = storage.normalize_storage(storage_location)
+    location = tune_storage.normalize_storage(storage_location)
     if not NAME_PATTERN.fullmatch(name or ""):
         raise ValueError(f"search name {name!r} is not allowed; use letters, digits, '.', '_' "
                          "and '-'")
-    if not storage.exists(location, name, storage.SEARCH_FILE):
-        raise ValueError(f"no search named {name!r} in {location} (no {storage.SEARCH_FILE}); "
+    if not tune_storage.exists(location, name, tune_storage.SEARCH_FILE):
+        raise ValueError(f"no search named {name!r} in {location} (no {tune_storage.SEARCH_FILE}); "
                          "pass the --storage it ran with")
-    saved = json.loads(storage.read_text(location, name, storage.SEARCH_FILE))
+    saved = json.loads(tune_storage.read_text(location, name, tune_storage.SEARCH_FILE))
     folder = Path(tempfile.mkdtemp(prefix="gnn-search-space-"))
     space_file = folder / f"{Path(saved['space_source']).stem}.yaml"
-    space_file.write_text(storage.read_text(location, name, storage.SPACE_FILE))
+    space_file.write_text(tune_storage.read_text(location, name, tune_storage.SPACE_FILE))
     space = load_space(space_file)
     settings = SearchSettings(**{k: saved[k] for k in SAVED_SETTINGS}, storage=location,
                               measure=MeasureSettings(**saved["measure"]))
@@ -401,7 +401,7 @@ def resume_search(name: str, storage_location: str | Path, address: str | None =
     settings.data_root = data_root or settings.data_root
     settings.cache_dir = cache_dir or settings.cache_dir
     check_settings(settings, resuming=True)
-    path = storage.experiment_path(settings.storage, name)
+    path = tune_storage.experiment_path(settings.storage, name)
     if not tune.Tuner.can_restore(path):
         raise ValueError(f"search {name!r} stopped before Tune saved its state; nothing to "
                          "resume: start it again under a new --name")

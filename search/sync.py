@@ -20,7 +20,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from analysis.load import ROLE_TAG, SEARCH_TAG
-from search import storage
+from search import tune_storage
 from search.early_stopping import EARLY_STOPPED_TAG
 from search.tracking import (
     ATTEMPTS_TAG,
@@ -62,7 +62,7 @@ def _error_message(trial) -> str:
     if reported:
         return str(reported)
     fs = trial.storage.storage_filesystem
-    lines = storage.read_lines(fs, f"{trial.storage.trial_fs_path}/error.txt")
+    lines = tune_storage.read_lines(fs, f"{trial.storage.trial_fs_path}/error.txt")
     lines = [line for line in lines if line.strip() and not line.startswith("Failure #")]
     return lines[-1][:4000] if lines else "unknown error"
 
@@ -71,7 +71,7 @@ def _reported_epochs(trial) -> list[dict[str, Any]]:
     """Every per-epoch row a trial reported (Tune's result.json holds each report)."""
     fs = trial.storage.storage_filesystem
     rows: list[dict[str, Any]] = []
-    for line in storage.read_lines(fs, f"{trial.storage.trial_fs_path}/result.json"):
+    for line in tune_storage.read_lines(fs, f"{trial.storage.trial_fs_path}/result.json"):
         try:
             result = json.loads(line)
         except json.JSONDecodeError:
@@ -158,16 +158,16 @@ def sync_search(name: str, storage_location: str, tracking_uri: str | None = Non
     is reported in ``error``, never raised: Tune's storage keeps everything."""
     from ray.tune import ExperimentAnalysis
 
-    location = storage.normalize_storage(storage_location)
-    if not storage.exists(location, name):
+    location = tune_storage.normalize_storage(storage_location)
+    if not tune_storage.exists(location, name):
         raise ValueError(f"no search named {name!r} in {location}; pass the --storage it ran "
                          "with")
-    saved = json.loads(storage.read_text(location, name, storage.SEARCH_FILE)) if (
-        storage.exists(location, name, storage.SEARCH_FILE)) else {}
+    saved = json.loads(tune_storage.read_text(location, name, tune_storage.SEARCH_FILE)) if (
+        tune_storage.exists(location, name, tune_storage.SEARCH_FILE)) else {}
     tracking_uri = tracking_uri or saved.get("tracking_uri")
     if not tracking_uri:
         raise ValueError(f"search {name!r} recorded no tracking URI; pass --tracking-uri")
-    trials = ExperimentAnalysis(storage.experiment_path(location, name)).trials
+    trials = ExperimentAnalysis(tune_storage.experiment_path(location, name)).trials
     report = SyncReport(wall_s=wall_s or 0.0)
     _count(trials, report)
     try:

@@ -24,16 +24,12 @@ from pydantic import (
 )
 
 from trainables.data import LOADERS
+from trainables.metrics import OBJECTIVE_METRICS
 from trainables.models import MODELS, TASK_MODELS, build_model
 from trainables.params import PARAMS, check_fit, is_active, validate_config
 from trainables.tasks import TASK_LOADERS, TASK_SPLITS, TASKS, TRANSDUCTIVE_TASKS, task_metrics
 
 BUNDLED_DIR = Path(__file__).parent
-# Metrics a search may optimize: validation and deployment figures, never test metrics.
-OBJECTIVE_METRICS = (
-    "val_acc", "val_roc_auc", "val_ap", "size_bytes", "size_ratio", "latency_ms",
-    "sparsity_actual", "avg_bits", "params_nonzero", "peak_rss_mb",
-)
 SAMPLERS = ("tpe", "nsga2", "random")
 
 

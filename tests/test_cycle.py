@@ -11,8 +11,8 @@ import torch
 from tests.conftest import fast_measure
 from trainables.cycle import load_compressed, run_cycle
 from trainables.measure import MeasureSettings
+from trainables.model_file import load_state
 from trainables.models import compression_targets
-from trainables.storage import load_state
 
 CONFIGS = [
     {"prune.method": "none", "quant.method": "fp32", "finetune.epochs": 0},

@@ -21,8 +21,8 @@ from mlflow.tracking import MlflowClient
 from analysis.load import load_trials
 from tests import browser
 from trainables import load_compressed
+from trainables.model_file import load_state
 from trainables.pruning import PRUNERS
-from trainables.storage import load_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

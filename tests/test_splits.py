@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from trainables.metrics import accuracy, average_precision, roc_auc
+from trainables.scores import accuracy, average_precision, roc_auc
 from trainables.splits import (
     murcko_scaffold,
     scaffold_split,

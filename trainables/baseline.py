@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from trainables.model_file import StorageError, load_state, save_model
 from trainables.models import build_model
-from trainables.storage import StorageError, load_state, save_model
 from trainables.tasks import CrossValidation, summarize_folds, train_step
 
 CACHE_ENV = "GNN_SEARCH_CACHE"

@@ -21,31 +21,17 @@ from torch.nn.utils import parametrize
 
 from trainables import measure
 from trainables.baseline import Baseline
+from trainables.model_file import StorageError, describe, load_state, save_model
 from trainables.models import build_model, compression_targets
-from trainables.params import check_fit, validate_config
+from trainables.params import check_fit, complete_config
 from trainables.pruning import apply_masks, compute_masks, get_pruner, penalty, sparsity_at
 from trainables.quantization import FakeQuant, attach_activation_quant, get_quantizer
 from trainables.schedules import SCHEDULES
-from trainables.storage import StorageError, describe, load_state, save_model
 from trainables.structured import remove_zero_channels
 from trainables.tasks import CrossValidation, summarize_folds, train_step
 
 Report = Callable[[dict[str, Any]], None]
 
-DEFAULTS: dict[str, Any] = {
-    "prune.method": "none",
-    "prune.sparsity": 0.0,
-    "prune.schedule": "one_shot",
-    "prune.penalty": "l1",
-    "prune.strength": 1e-4,
-    "quant.method": "fp32",
-    "quant.bits": 8,
-    "finetune.epochs": 0,
-    "finetune.lr": 0.01,
-    "finetune.schedule": "constant",
-    "finetune.weight_decay": 0.0,
-    "finetune.grad_clip": 0.0,
-}
 MODEL_FILE = "model.gnnz"
 QUANTIZER_LR = 0.05  # learned quantizer state (A2Q bit-widths, steps) moves in whole bits
 
@@ -128,7 +114,7 @@ def run_cycle(
         return _run_one(config, task, baseline, report, out_dir, seed, measure_settings)
     if baseline.folds is None or len(baseline.folds) != len(task.folds):
         raise ValueError(f"a {len(task.folds)}-fold task needs one baseline per fold")
-    epochs = int(validate_config({**DEFAULTS, **config})["finetune.epochs"])
+    epochs = int(complete_config(config)["finetune.epochs"])
     results = []
     for k, (fold_task, fold_baseline) in enumerate(zip(task.folds, baseline.folds,
                                                        strict=True)):
@@ -154,7 +140,7 @@ def _run_one(
 ) -> CycleResult:
     """One cycle on one split."""
     started = time.perf_counter()
-    config = validate_config({**DEFAULTS, **config})
+    config = complete_config(config)
     check_fit(config, task.transductive, baseline.model["name"])
     settings = measure_settings or measure.MeasureSettings()
     watch = measure.Stopwatch()

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from trainables import splits
-from trainables.metrics import accuracy, roc_auc
+from trainables.scores import accuracy, roc_auc
 from trainables.training import ExtraLoss, optimizer_step
 
 CALIBRATION_GRAPHS = 512  # training graphs PTQ calibrates activation ranges on

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.metrics import average_precision, roc_auc
+from trainables.scores import average_precision, roc_auc
 from trainables.training import ExtraLoss, optimizer_step
 
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from trainables import data as data_mod
 from trainables.graph_classification import build_graph_classification
 from trainables.link_prediction import build_link_prediction
+from trainables.metrics import combine_over_folds, is_score
 from trainables.training import ExtraLoss, optimizer_step
 
 
@@ -137,23 +138,16 @@ class CrossValidation:
         return getattr(self.folds[0], name)
 
 
-# Per-fold figures that add up over folds (the rest are averaged; peak memory is the max).
-SUMMED_OVER_FOLDS = ("cycle_s", "finetune_s", "trial_energy_j")
-
-
 def summarize_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
-    """One figure per metric over folds: sums for times and energy, the max of peak memory,
-    else the mean; ``<score>_std`` beside every val/test score."""
+    """One figure per metric over folds, combined as the metrics table says (sums for times
+    and energy, the max of peak memory, else the mean); ``<score>_std`` beside every score."""
     out: dict[str, float] = {}
     for name in per_fold[0]:
         values = torch.tensor([fold[name] for fold in per_fold], dtype=torch.float64)
-        if name in SUMMED_OVER_FOLDS or name.startswith("time_"):
-            out[name] = float(values.sum())
-        elif name == "peak_rss_mb":
-            out[name] = float(values.max())
-        else:
-            out[name] = float(values.mean())
-        if name.startswith(("val_", "test_")):
+        rule = combine_over_folds(name)
+        out[name] = float(values.sum() if rule == "sum" else values.max() if rule == "max"
+                          else values.mean())
+        if is_score(name):
             out[f"{name}_std"] = float(values.std(unbiased=False))
     return out
 

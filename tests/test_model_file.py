@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.quantization import quantize
-from trainables.storage import (
+from trainables.model_file import (
     LAYOUTS,
     StorageError,
     describe,
@@ -16,6 +15,7 @@ from trainables.storage import (
     save_model,
     unpack_int4,
 )
+from trainables.quantization import quantize
 
 
 def _sparse(shape, sparsity, seed=0):
