@@ -36,7 +36,8 @@ import pandas as pd
 
 from analysis.pareto import hypervolume, pareto_front, reference_point
 from bench.common import append_result, bundled, parse_args
-from search.run import make_sampler, paper_grid
+from search.run import paper_grid
+from spaces.samplers import make_sampler
 from trainables.cycle import run_cycle
 from trainables.measure import MeasureSettings
 from trainables.params import validate_config

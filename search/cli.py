@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from search.env import apply_quiet_env
+from spaces.samplers import SAMPLERS
 
 EPILOG = "Docs: README.md. Space files: a path, or a bundled name such as cora_node."
-SAMPLER_NAMES = ("tpe", "nsga2", "random")  # spaces.SAMPLERS, without importing the stack
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "trial that raises is not retried")
     run.add_argument("--trial-timeout", type=float, metavar="S",
                      help="fail a trial still fine-tuning after S seconds (default: none)")
-    run.add_argument("--sampler", choices=SAMPLER_NAMES,
+    run.add_argument("--sampler", choices=list(SAMPLERS),
                      help="Optuna sampler (default: the space file's, else tpe)")
     run.add_argument("--paper-grid", action="store_true",
                      help="run the study's hand sweep (each pruning method at sparsity 0.1-0.9, "
@@ -452,6 +452,7 @@ COMMANDS = {"run": cmd_run, "trial": cmd_trial, "pareto": cmd_pareto, "report": 
 def main(argv: list[str] | None = None) -> int:
     apply_quiet_env()
     args = build_parser().parse_args(argv)
+    from search.errors import first_line
     from spaces import SpaceError
     from trainables.data import DatasetMissingError
     from trainables.model_file import StorageError
@@ -460,9 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (SpaceError, DatasetMissingError, StorageError, ValueError, KeyError,
             FileNotFoundError, ConnectionError, ArithmeticError) as err:
-        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        message = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-        print(f"gnn-search {args.command}: error: {message}", file=sys.stderr)
+        print(f"gnn-search {args.command}: error: {first_line(err)}", file=sys.stderr)
         return 2
 
 

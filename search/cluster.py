@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from search.env import QUIET_ENV
+from search.errors import first_line
 
 ADDRESS_HELP = "auto, HOST:PORT (a cluster's GCS) or ray://HOST:PORT (Ray Client)"
 PACKAGES = ("search", "spaces", "trainables", "analysis")
@@ -127,7 +128,7 @@ def connect(address: str | None, object_store_bytes: int) -> int:
             "token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; README, "
             "'Security')") from None
     except (ConnectionError, RuntimeError, TimeoutError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise ConnectionError(f"cannot connect to the Ray cluster at {address}: {reason}") from None
     return int(ray.cluster_resources().get("CPU", 0))
 

@@ -18,12 +18,10 @@ import os
 import re
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optuna
 import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
@@ -40,6 +38,7 @@ from search.tracking import (
 )
 from search.trial import ERROR_KEY, trial_fn
 from spaces import SearchSpace
+from spaces.samplers import make_sampler
 from trainables.baseline import Baseline, get_baseline
 from trainables.measure import MeasureSettings
 from trainables.params import validate_config
@@ -124,25 +123,6 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
         cluster.check_address(settings.address)
     cluster.check_tracking_uri(settings.tracking_uri)
     tune_storage.check_writable(settings.storage)  # the first thing written: after every check
-
-
-def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """Optuna sampler by space-file name: ``tpe`` (multi-objective TPE), ``nsga2``, ``random``."""
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            n_startup_trials=max(2, min(10, trials // 4)),  # small searches still use TPE
-            multivariate=True,
-            group=True,  # conditional parameters (bits only when quantizing)
-            constant_liar=True,  # concurrent trials do not all sample the same point
-        )
-    if name == "nsga2":
-        population = max(4, min(50, trials // 4))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}; allowed: tpe, nsga2, random")
 
 
 PAPER_PRUNING = ("global", "fine_grained", "regularization")

@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from analysis.load import ROLE_TAG, SEARCH_TAG
 from search import tune_storage
 from search.early_stopping import EARLY_STOPPED_TAG
+from search.errors import first_line
 from search.tracking import (
     ATTEMPTS_TAG,
     DONE_STATUSES,
@@ -205,6 +206,5 @@ def sync_search(name: str, storage_location: str, tracking_uri: str | None = Non
         if report.unfinished == 0:
             client.set_terminated(parent_id, "FINISHED")
     except Exception as err:  # any store or network failure: report it, keep going
-        lines = [line for line in str(err).strip().splitlines() if line.strip()]
-        report.error = f"{type(err).__name__}: {lines[0] if lines else ''}"[:500]
+        report.error = first_line(err, with_type=True, limit=500)
     return report

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from search.errors import first_line
 from trainables.baseline import Baseline
 from trainables.cycle import run_cycle
 from trainables.measure import MeasureSettings
@@ -97,7 +98,7 @@ def trial_fn(
                 measure_settings=measure_settings,
             )
         except Exception as err:
-            message = f"{type(err).__name__}: {err}".strip().splitlines()[0][:2000]
+            message = first_line(err, with_type=True, limit=2000)
             tune.report({ERROR_KEY: message, "tags": where})
             raise
         reporter.flush()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pyarrow.fs
 
+from search.errors import first_line
+
 SEARCH_FILE = "gnn_search.json"  # the search's settings, read by --resume and sync
 SPACE_FILE = "space.yaml"  # the space file the search started with
 URI_SCHEMES = "file://, s3://, gs://, hdfs://, abfs://"
@@ -35,7 +37,7 @@ def normalize_storage(storage: str | os.PathLike) -> str:
     try:
         pyarrow.fs.FileSystem.from_uri(text)
     except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0]
+        reason = first_line(err)
         raise ValueError(f"--storage {text!r} is not a storage location Tune can use ({reason}); "
                          f"allowed: a folder or a URI ({URI_SCHEMES})") from None
     return text.rstrip("/")
@@ -63,7 +65,7 @@ def check_writable(storage: str) -> None:
             out.write(b"ok")
         fs.delete_file(probe)
     except (OSError, pyarrow.ArrowException) as err:
-        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+        reason = getattr(err, "strerror", None) or first_line(err)
         raise ValueError(f"--storage {storage} is not writable ({reason}); give a writable "
                          f"folder or a URI ({URI_SCHEMES})") from None
 

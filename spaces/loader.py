@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from spaces.samplers import DEFAULT_SAMPLER, SAMPLERS
 from trainables.data import LOADERS
 from trainables.metrics import OBJECTIVE_METRICS
 from trainables.models import MODELS, TASK_MODELS, build_model
@@ -30,7 +31,6 @@ from trainables.params import PARAMS, check_fit, is_active, validate_config
 from trainables.tasks import TASK_LOADERS, TASK_SPLITS, TASKS, TRANSDUCTIVE_TASKS, task_metrics
 
 BUNDLED_DIR = Path(__file__).parent
-SAMPLERS = ("tpe", "nsga2", "random")
 
 
 class SpaceError(ValueError):
@@ -104,7 +104,7 @@ class SearchSpace(_Strict):
     model: ModelSpec
     baseline: BaselineSpec = BaselineSpec()
     objectives: dict[str, Literal["max", "min"]]
-    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    sampler: str = DEFAULT_SAMPLER
     space: dict[str, list[Any] | RangeSpec | str | int | float]
     warm_start: list[dict[str, Any]] = []  # known-good points, evaluated first
     source: str = ""
@@ -114,6 +114,13 @@ class SearchSpace(_Strict):
     def _known_task(cls, v: str) -> str:
         if v not in TASKS:
             raise ValueError(f"unknown task {v!r}; allowed: {', '.join(TASKS)}")
+        return v
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, v: str) -> str:
+        if v not in SAMPLERS:
+            raise ValueError(f"unknown sampler {v!r}; allowed: {', '.join(SAMPLERS)}")
         return v
 
     @field_validator("objectives")
