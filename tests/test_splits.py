@@ -1,10 +1,11 @@
 """Split functions and scores: no leakage between folds, scaffolds never straddle splits,
-ranking metrics against their definitions."""
+ranking metrics against scikit-learn."""
 
 from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,35 +73,51 @@ def test_scaffold_of_bad_smiles_is_a_clear_error():
         murcko_scaffold("not-a-molecule")
 
 
-def _auc_by_pairs(scores, labels):
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
-    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
-def _ap_by_thresholds(scores, labels):
-    total = sum(labels)
-    ap, previous_recall = 0.0, 0.0
-    for threshold in sorted(set(scores), reverse=True):
-        picked = [y for s, y in zip(scores, labels, strict=True) if s >= threshold]
-        recall = sum(picked) / total
-        ap += (recall - previous_recall) * sum(picked) / len(picked)
-        previous_recall = recall
-    return ap
-
-
-def test_ranking_metrics_match_their_definitions():
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(50):
-        n = int(torch.randint(2, 40, (1,), generator=generator))
-        scores = torch.randint(0, 5, (n,), generator=generator).float()  # many ties
+def _random_binary(generator, tied: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores and labels with both classes present; ``tied``: five distinct scores only."""
+    while True:
+        n = int(torch.randint(2, 60, (1,), generator=generator))
         labels = torch.randint(0, 2, (n,), generator=generator)
-        if labels.sum() in (0, n):
-            continue
-        s, y = scores.tolist(), labels.tolist()
-        assert roc_auc(scores, labels) == pytest.approx(_auc_by_pairs(s, y))
-        assert average_precision(scores, labels) == pytest.approx(_ap_by_thresholds(s, y))
-    assert roc_auc(torch.tensor([0.1, 0.2]), torch.tensor([1, 1])) != roc_auc(
-        torch.tensor([0.1, 0.2]), torch.tensor([1, 1]))  # NaN with one class
+        if 0 < int(labels.sum()) < n:
+            break
+    if tied:
+        return torch.randint(0, 5, (n,), generator=generator).float(), labels
+    return torch.rand(n, generator=generator), labels
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_ranking_metrics_match_scikit_learn(tied):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    generator = torch.Generator().manual_seed(int(tied))
+    for _ in range(50):
+        scores, labels = _random_binary(generator, tied)
+        y, s = labels.numpy(), scores.double().numpy()
+        assert roc_auc(scores, labels) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert average_precision(scores, labels) == pytest.approx(
+            average_precision_score(y, s), abs=1e-12)
+        # bool labels and a column of scores mean the same
+        assert roc_auc(scores[:, None], labels.bool()) == roc_auc(scores, labels)
+
+
+def test_ranking_metrics_on_a_known_example():
+    # scikit-learn's documented example: one negative outranks one positive
+    scores, labels = torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1])
+    assert roc_auc(scores, labels) == pytest.approx(0.75)
+    assert average_precision(scores, labels) == pytest.approx(5 / 6)
+    assert roc_auc(-scores, labels) == pytest.approx(0.25)  # scores, not labels, come first
+
+
+def test_ranking_metrics_where_a_class_is_absent():
+    scores = torch.tensor([0.1, 0.2, 0.7])
+    for labels in (torch.tensor([1, 1, 1]), torch.tensor([0, 0, 0])):
+        assert np.isnan(roc_auc(scores, labels))
+    assert np.isnan(average_precision(scores, torch.tensor([0, 0, 0])))  # no positive
+    assert average_precision(scores, torch.tensor([1, 1, 1])) == 1.0  # every positive found
+    with pytest.raises(ValueError, match="3 scores for 2 labels"):
+        roc_auc(scores, torch.tensor([0, 1]))
+
+
+def test_accuracy():
     assert accuracy(torch.tensor([1, 0, 1]), torch.tensor([1, 1, 1])) == pytest.approx(2 / 3)
+    assert np.isnan(accuracy(torch.tensor([]), torch.tensor([])))
