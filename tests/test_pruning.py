@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from trainables.models import compression_targets, zero_fraction
-from trainables.pruning import PRUNERS, apply_masks, compute_masks, sparsity_at
+from trainables.pruning import PENALTIES, PRUNERS, apply_masks, compute_masks, sparsity_at
+
+# Every registered method ranks single weights, except these (each tested where it fits):
+NOT_PER_WEIGHT = {
+    "none": "prunes nothing (test_none_prunes_nothing)",
+    "structured": "whole channels of registered models (tests/test_structured.py)",
+}
+PER_WEIGHT = [m for m in PRUNERS if m not in NOT_PER_WEIGHT]
 
 
 class TwoLayer(nn.Module):
@@ -25,7 +32,12 @@ def _model(seed: int = 0) -> nn.Module:
     return TwoLayer()
 
 
-@pytest.mark.parametrize("method", ["global", "fine_grained", "random", "regularization"])
+def test_the_exceptions_are_registered_methods():
+    assert set(NOT_PER_WEIGHT) <= set(PRUNERS), "a method left out here is no longer registered"
+    assert PER_WEIGHT, "no per-weight method is registered"
+
+
+@pytest.mark.parametrize("method", PER_WEIGHT)
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9, 0.99])
 def test_exact_sparsity(method, sparsity):
     model = _model()
@@ -65,7 +77,7 @@ def test_none_prunes_nothing():
     assert compute_masks("none", model, compression_targets(model), 0.5) == {}
 
 
-@pytest.mark.parametrize("method", ["global", "fine_grained", "random"])
+@pytest.mark.parametrize("method", PER_WEIGHT)
 def test_masks_hold_through_fine_tuning(method):
     model = _model()
     targets = compression_targets(model)
@@ -132,7 +144,7 @@ def test_gradual_masks_are_nested():
         previous = masks
 
 
-@pytest.mark.parametrize("kind", ["l1", "group_lasso"])
+@pytest.mark.parametrize("kind", PENALTIES)
 def test_regularization_penalty_drives_weights_down(kind):
     from trainables.pruning import penalty
 
