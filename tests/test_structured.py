@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from trainables.cycle import bake_parametrizations
-from trainables.models import build_model, channel_groups, compression_targets
+from trainables.models import (
+    MODELS,
+    build_model,
+    channel_groups,
+    compression_targets,
+    supports_structured,
+)
 from trainables.pruning import apply_masks, compute_masks
 from trainables.structured import remove_zero_channels
 
@@ -20,7 +26,19 @@ def _graph(num_features: int):
     return x, edge_index, torch.rand(160, 1, generator=gen)
 
 
-@pytest.mark.parametrize("name", ["spline", "gcn"])
+STRUCTURED = [name for name in MODELS if supports_structured(name)]
+
+
+def _by_channel(mask: torch.Tensor, axis: int) -> torch.Tensor:
+    """``mask`` as [channels along ``axis``, everything else]."""
+    return mask.movedim(axis, 0).reshape(mask.shape[axis], -1)
+
+
+def test_some_model_supports_structured_pruning():
+    assert STRUCTURED, "no registered model supports structured pruning"
+
+
+@pytest.mark.parametrize("name", STRUCTURED)
 @pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.9])
 def test_removal_is_exact_and_smaller(name, sparsity):
     warnings.filterwarnings("ignore")
@@ -45,21 +63,29 @@ def test_removal_is_exact_and_smaller(name, sparsity):
     torch.testing.assert_close(rebuilt.eval()(*inputs), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_channel_masks_cover_whole_groups():
-    model = build_model("spline", 12, 3, hidden=8)
+@pytest.mark.parametrize("name", STRUCTURED)
+def test_channel_masks_cover_whole_groups(name):
+    model = build_model(name, 12, 3, hidden=8)
     masks = compute_masks("structured", model, compression_targets(model), 0.5)
-    group = channel_groups(model)[0]
-    assert set(masks) == {name for name, _ in group.members}
-    dropped = ~masks["conv1.bias"]
-    assert int(dropped.sum()) == 4
-    assert torch.equal(~masks["conv1.weight"][0, 0, :], dropped)
-    assert torch.equal(~masks["conv2.weight"][0, :, 0], dropped)
+    groups = channel_groups(model)
+    assert set(masks) == {member for group in groups for member, _ in group.members}
+    for group in groups:
+        keep = None
+        for member, axis in group.members:
+            per_channel = _by_channel(masks[member], axis)
+            assert (per_channel == per_channel[:, :1]).all(), f"{member}: a channel is split"
+            keep = per_channel[:, 0] if keep is None else keep
+            assert torch.equal(per_channel[:, 0], keep), f"{member}: another channel set"
+        assert int((~keep).sum()) == 4, "half of the 8 channels dropped"
 
 
-def test_never_removes_every_channel():
-    model = build_model("gcn", 12, 3, hidden=4).eval()
+@pytest.mark.parametrize("name", STRUCTURED)
+def test_never_removes_every_channel(name):
+    model = build_model(name, 12, 3, hidden=4).eval()
     masks = compute_masks("structured", model, compression_targets(model), 0.99)
-    assert int(masks["conv1.bias"].sum()) == 1
+    for group in channel_groups(model):
+        member, axis = group.members[0]
+        assert int(_by_channel(masks[member], axis)[:, 0].sum()) == 1
     apply_masks(model, masks)
     bake_parametrizations(model)
     assert remove_zero_channels(model, _graph(12)) == {"hidden": 1}
