@@ -26,9 +26,9 @@ from pydantic import (
 from spaces.samplers import DEFAULT_SAMPLER, SAMPLERS
 from trainables.data import LOADERS
 from trainables.metrics import OBJECTIVE_METRICS
-from trainables.models import MODELS, TASK_MODELS, build_model
+from trainables.models import MODELS, build_model
 from trainables.params import PARAMS, check_fit, is_active, validate_config
-from trainables.tasks import TASK_LOADERS, TASK_SPLITS, TASKS, TRANSDUCTIVE_TASKS, task_metrics
+from trainables.tasks import TASKS, TaskSpec
 
 BUNDLED_DIR = Path(__file__).parent
 
@@ -46,7 +46,7 @@ class DatasetSpec(_Strict):
 
     loader: str
     name: str
-    split: str | None = None  # default: the task's first (see trainables.tasks.TASK_SPLITS)
+    split: str | None = None  # default: the task's first (its TaskSpec's splits)
     num_val: int | None = Field(None, ge=1)  # node classification, random split
     num_test: int | None = Field(None, ge=1)
     val_ratio: float | None = Field(None, gt=0, lt=1)  # link prediction, graph classification
@@ -198,36 +198,22 @@ class SearchSpace(_Strict):
             raise ValueError(f"model.kwargs: {err}") from None
         return self
 
+    @property
+    def task_spec(self) -> TaskSpec:
+        return TASKS[self.task]
+
     @model_validator(mode="after")
-    def _loader_fits_task(self) -> SearchSpace:
-        allowed = TASK_LOADERS.get(self.task, ())
-        if self.dataset.loader not in allowed:
-            raise ValueError(f"dataset.loader {self.dataset.loader!r} does not fit task "
-                             f"{self.task!r}; allowed: {', '.join(allowed)}")
-        models = TASK_MODELS[self.task]
-        if self.model.name not in models:
-            raise ValueError(f"model {self.model.name!r} does not fit task {self.task!r}; "
-                             f"allowed: {', '.join(models)}")
-        splits = TASK_SPLITS[self.task]
-        if self.dataset.split is not None and self.dataset.split not in splits:
-            raise ValueError(f"dataset.split {self.dataset.split!r} does not fit task "
-                             f"{self.task!r}; allowed: {', '.join(splits)}")
-        if self.dataset.split == "random" and self.task == "node_classification" and (
-                self.dataset.num_val is None or self.dataset.num_test is None):
-            raise ValueError("dataset: a random node split needs num_val and num_test")
-        if self.dataset.split == "scaffold" and self.dataset.loader != "moleculenet":
-            raise ValueError(f"dataset.split 'scaffold' needs molecules; loader "
-                             f"{self.dataset.loader!r} has none; allowed loader: moleculenet")
+    def _data_and_model_fit_task(self) -> SearchSpace:
+        """Loader, split, dataset settings and model as the task's spec allows them."""
+        self.task_spec.check_dataset(self.dataset.as_dict())
+        self.task_spec.check_model(self.model.name)
         return self
 
     @model_validator(mode="after")
     def _objectives_fit_task(self) -> SearchSpace:
         """A validation objective must be a score this task computes (e.g. no val_acc for
         link prediction)."""
-        searched, _ = task_metrics(self.task, self.dataset.as_dict())
-        scores = {searched, "val_ap"} if self.task == "link_prediction" else {searched}
-        if self.task == "graph_classification":
-            scores.add("val_acc")
+        scores = self.task_spec.metrics(self.dataset.as_dict()).scores
         for metric in self.objectives:
             if metric.startswith("val_") and metric not in scores:
                 raise ValueError(f"objective {metric!r} is not a score of task {self.task!r} "
@@ -238,7 +224,7 @@ class SearchSpace(_Strict):
     def _methods_fit(self) -> SearchSpace:
         """Methods the task or model cannot run (A2Q on new graphs, structured pruning of a
         model whose channels it does not know) are refused in choices and warm-start points."""
-        transductive = self.task in TRANSDUCTIVE_TASKS
+        transductive = self.task_spec.transductive
         for key in ("prune.method", "quant.method"):
             entry = self.space.get(key)
             for value in entry if isinstance(entry, list) else [entry] if entry else []:
@@ -264,7 +250,7 @@ class SearchSpace(_Strict):
         """Whether this task and model can run ``config``'s methods (A2Q needs a fixed graph,
         structured pruning a model whose channels it knows)."""
         try:
-            check_fit(config, self.task in TRANSDUCTIVE_TASKS, self.model.name)
+            check_fit(config, self.task_spec.transductive, self.model.name)
         except ValueError:
             return False
         return True
@@ -272,7 +258,7 @@ class SearchSpace(_Strict):
     @property
     def reported(self) -> list[str]:
         """Test metrics the task reports beside the objectives (never searched on)."""
-        return task_metrics(self.task, self.dataset.as_dict())[1]
+        return list(self.task_spec.metrics(self.dataset.as_dict()).reported)
 
     def define_by_run(self, trial) -> dict[str, Any]:
         """Suggest one configuration on an Optuna trial; returns the fixed (constant) values.

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from trainables.model_file import StorageError, load_state, save_model
 from trainables.models import build_model
-from trainables.tasks import CrossValidation, summarize_folds, train_step
+from trainables.tasks.common import CrossValidation, summarize_folds, train_step
 
 CACHE_ENV = "GNN_SEARCH_CACHE"
 CACHE_VERSION = 2  # bump when training code changes what a cached baseline would be

@@ -1,8 +1,12 @@
-"""The compress-and-fine-tune cycle of one trial. Imports neither Ray nor MLflow.
+"""The compress-and-fine-tune cycle of one trial, as named stages. Imports neither Ray nor
+MLflow.
 
-baseline -> prune (masks) -> prepare quantization -> fine-tune (masks held or ramped,
-``report`` per epoch) -> bake masks, remove pruned channels (structured) -> quantize
-(calibrate for PTQ) -> save the compressed file -> reload it -> evaluate -> measure.
+``setup`` (baseline weights, the pruner's masks, the quantizer) -> ``finetune`` (masks held
+or ramped, ``report`` per epoch, the best validation epoch kept) -> ``convert`` (final masks
+baked, pruned channels removed, integers, calibration) -> ``save_and_reload`` (the
+compressed file, read back and compared) -> ``evaluate`` -> ``measure``. The methods act
+through their lifecycles (:class:`~trainables.pruning.Pruner`,
+:class:`~trainables.quantization.Quantizer`): no stage has a branch for any method.
 """
 
 from __future__ import annotations
@@ -11,24 +15,29 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torch.nn.utils import parametrize
+from torch import Tensor, nn
 
 from trainables import measure
 from trainables.baseline import Baseline
 from trainables.model_file import StorageError, describe, load_state, save_model
-from trainables.models import build_model, compression_targets
+from trainables.models import Target, build_model, compression_targets
 from trainables.params import check_fit, complete_config
-from trainables.pruning import apply_masks, compute_masks, get_pruner, penalty, sparsity_at
-from trainables.quantization import FakeQuant, attach_activation_quant, get_quantizer
+from trainables.pruning import Pruner, bake_parametrizations, make_pruner
+from trainables.quantization import (
+    QuantizedTensor,
+    Quantizer,
+    attach_activation_quant,
+    get_quantizer,
+)
 from trainables.schedules import SCHEDULES
-from trainables.structured import remove_zero_channels
-from trainables.tasks import CrossValidation, summarize_folds, train_step
+from trainables.tasks.common import CrossValidation, summarize_folds, train_step
+
+__all__ = ["MODEL_FILE", "CycleResult", "bake_parametrizations", "load_compressed", "run_cycle"]
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -45,20 +54,26 @@ class CycleResult:
     model_path: Path
 
 
-def bake_parametrizations(model: nn.Module) -> None:
-    """Replace every parametrized weight by its masked value, without fake quantization."""
-    for module in list(model.modules()):
-        if not parametrize.is_parametrized(module):
-            continue
-        for attr in list(module.parametrizations.keys()):
-            chain = module.parametrizations[attr]
-            value = chain.original
-            for step in chain:
-                if not isinstance(step, FakeQuant):
-                    value = step(value)
-            value = value.detach() + 0.0  # -0.0 -> +0.0
-            parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
-            getattr(module, attr).data.copy_(value)
+@dataclass
+class Compression:
+    """The model under compression and the two methods acting on it. It is also the
+    training step's hooks: the methods' loss terms and the pruner's per-step call."""
+
+    model: nn.Module
+    targets: dict[str, Target]
+    pruner: Pruner
+    quantizer: Quantizer
+    bits: int | None
+    weights_before: int  # compressible weights of the baseline
+    resized: dict[str, Any] = field(default_factory=dict)  # constructor arguments changed
+
+    def extra_loss(self) -> Tensor | None:
+        terms = [t for t in (self.quantizer.penalty(self.model), self.pruner.penalty())
+                 if t is not None]
+        return sum(terms) if terms else None
+
+    def after_backward(self) -> None:
+        self.pruner.after_backward()
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -73,14 +88,6 @@ def _restore(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, value in snapshot.items():
             tensors[name].copy_(value)
-
-
-def _check_round_trip(model: nn.Module, reloaded: nn.Module, path: Path) -> None:
-    """Every trial verifies that its file gives back exactly the weights it evaluated."""
-    saved, loaded = model.state_dict(), reloaded.state_dict()
-    for name, tensor in saved.items():
-        if name not in loaded or not torch.equal(tensor, loaded[name]):
-            raise StorageError(f"{path}: tensor {name!r} did not reload to identical values")
 
 
 def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -129,149 +136,118 @@ def run_cycle(
     return CycleResult(metrics=metrics, tags=tags, model_path=results[0].model_path)
 
 
-def _run_one(
-    config: dict[str, Any],
-    task,
-    baseline: Baseline,
-    report: Report,
-    out_dir: str | Path,
-    seed: int = 0,
-    measure_settings: measure.MeasureSettings | None = None,
-) -> CycleResult:
-    """One cycle on one split."""
-    started = time.perf_counter()
-    config = complete_config(config)
-    check_fit(config, task.transductive, baseline.model["name"])
-    settings = measure_settings or measure.MeasureSettings()
-    watch = measure.Stopwatch()
-    rss_scope = "trial" if measure.reset_peak_rss() else "process"
-    trial_tracker = measure.energy_tracker() if settings.energy_window_s > 0 else None
-    with watch.stage("setup"):  # baseline weights into a model, masks, quantizers
-        torch.manual_seed(seed)
-        model = baseline.build()
-        targets = compression_targets(model)
-        weights_before = sum(t.tensor.numel() for t in targets.values())
+def setup(config: dict[str, Any], task, baseline: Baseline, seed: int) -> Compression:
+    """The baseline's weights in a fresh model, the pruner's first masks, then the quantizer
+    (masks go on before fake quantization, so quantizers see the pruned weights)."""
+    torch.manual_seed(seed)
+    model = baseline.build()
+    targets = compression_targets(model)
+    pruner = make_pruner(config, seed)
+    pruner.prepare(model, targets, config["finetune.epochs"])
+    quantizer = get_quantizer(config["quant.method"])
+    bits = config.get("quant.bits")
+    quantizer.prepare(model, targets, bits, task.num_nodes if task.transductive else 0)
+    weights_before = sum(t.tensor.numel() for t in targets.values())
+    return Compression(model, targets, pruner, quantizer, bits, weights_before)
 
-        method = config["prune.method"]
-        pruner = get_pruner(method)
-        final = config.get("prune.sparsity", 0.0)
-        schedule = config.get("prune.schedule", "one_shot")
-        epochs = config["finetune.epochs"]
-        # regularize first, then prune, keeping at least one epoch to fine-tune the mask
-        start = min(math.ceil(epochs / 2), max(epochs - 1, 0)) if pruner.penalty else 0
-        current = None
 
-        def prune_to(sparsity: float) -> None:
-            nonlocal current
-            if method != "none" and sparsity != current:
-                apply_masks(model, compute_masks(method, model, targets, sparsity, seed))
-                current = sparsity
+def make_optimizer(model: nn.Module, config: dict[str, Any]):
+    """Adam over the weights, and over learned quantizer state at its own rate; the
+    learning-rate schedule (or None)."""
+    quant = [p for n, p in model.named_parameters() if n.startswith("act_quant.")]
+    weights = [p for n, p in model.named_parameters() if not n.startswith("act_quant.")]
+    optimizer = torch.optim.Adam(
+        [{"params": weights}, {"params": quant, "lr": QUANTIZER_LR, "weight_decay": 0.0}],
+        lr=config["finetune.lr"], weight_decay=config["finetune.weight_decay"],
+    )
+    return optimizer, SCHEDULES[config["finetune.schedule"]](optimizer, config["finetune.epochs"])
 
-        # Masks go on before fake quantization, so quantizers see the pruned weights.
-        prune_to(sparsity_at(1, start, epochs, final, schedule) if epochs else 0.0)
-        quantizer = get_quantizer(config["quant.method"])
-        bits = config.get("quant.bits")
-        quantizer.prepare(model, targets, bits, task.num_nodes if task.transductive else 0)
 
-        def extra_loss():
-            terms = [quantizer.penalty(model)]
-            if pruner.penalty and (current or 0.0) == 0.0:
-                terms.append(config["prune.strength"] * penalty(targets, config["prune.penalty"]))
-            terms = [t for t in terms if t is not None]
-            return sum(terms) if terms else None
+def finetune(task, c: Compression, config: dict[str, Any], report: Report) -> int:
+    """Fine-tune with the masks the pruner holds each epoch; keep the weights of the best
+    validation epoch among those at the final sparsity (the PyG benchmark protocol; epoch 0,
+    pruned and not yet trained, is a candidate too). Returns that epoch (0 if none)."""
+    optimizer, scheduler = make_optimizer(c.model, config)
+    epochs, metric = config["finetune.epochs"], task.search_metric
+    best_val, best_epoch, best_state = -math.inf, 0, None
+    ranges_ready = all(bool(q.ready) for q in getattr(c.model, "act_quant", {}).values())
+    if epochs and ranges_ready:  # else activation ranges are learned during epoch 1
+        val = task.evaluate(c.model)[metric]
+        if c.pruner.at_final_sparsity:
+            best_val, best_state = val, _snapshot(c.model)
+    for epoch in range(1, epochs + 1):
+        c.pruner.at_epoch(epoch)
+        loss = train_step(task, c.model, optimizer, c, config["finetune.grad_clip"])
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"fine-tuning diverged: loss is {loss} at epoch {epoch}")
+        if scheduler is not None:
+            scheduler.step()
+        val = task.evaluate(c.model)[metric]
+        report({"epoch": epoch, "train_loss": loss, metric: val,
+                "prune_sparsity": c.pruner.sparsity})
+        if c.pruner.at_final_sparsity and (best_state is None or val > best_val):
+            best_val, best_epoch, best_state = val, epoch, _snapshot(c.model)
+    if best_state is not None:
+        _restore(c.model, best_state)
+    return best_epoch
 
-        quant_params = [p for n, p in model.named_parameters() if n.startswith("act_quant.")]
-        model_params = [p for n, p in model.named_parameters() if not n.startswith("act_quant.")]
-        optimizer = torch.optim.Adam(
-            [{"params": model_params},
-             {"params": quant_params, "lr": QUANTIZER_LR, "weight_decay": 0.0}],
-            lr=config["finetune.lr"], weight_decay=config["finetune.weight_decay"],
-        )
-        scheduler = SCHEDULES[config["finetune.schedule"]](optimizer, epochs)
-    # Keep the weights of the best validation epoch among those at the final sparsity (the
-    # PyG benchmark protocol); epoch 0 (pruned, not yet trained) is a candidate too.
-    best: tuple[float, int, dict] | None = None
 
-    def consider(epoch: int, val: float) -> None:
-        nonlocal best
-        if (current or 0.0) == final and (best is None or val > best[0]):
-            best = (val, epoch, _snapshot(model))
+def convert(task, baseline: Baseline, c: Compression
+            ) -> tuple[dict[str, Any], dict[str, QuantizedTensor]]:
+    """Final masks baked in (and pruned channels removed), integer weights, activation
+    ranges; returns the model's spec (its constructor arguments may have changed) and the
+    integer tensors."""
+    model_spec = {**baseline.model, "kwargs": dict(baseline.model.get("kwargs", {}))}
+    c.resized = c.pruner.finalize(c.model, task.example_inputs())
+    model_spec["kwargs"].update(c.resized)
+    c.targets = compression_targets(c.model)  # channels may have gone
+    weights = {name: t.tensor.detach().clone() for name, t in c.targets.items()}
+    quantized = c.quantizer.convert(weights, c.targets, c.bits)
+    for name, qt in quantized.items():
+        c.targets[name].tensor.data.copy_(qt.dequantize())
+    c.model.eval()
+    calibration_forward, calibration_rows = task.calibration(c.model)
+    c.quantizer.calibrate(c.model, calibration_forward, calibration_rows)
+    c.quantizer.finalize(c.model)
+    return model_spec, quantized
 
-    with watch.stage("finetune"):
-        ranges_ready = all(bool(q.ready) for q in getattr(model, "act_quant", {}).values())
-        if epochs and ranges_ready:  # activation ranges are learned during the first epoch
-            consider(0, task.evaluate(model)[task.search_metric])
-        for epoch in range(1, epochs + 1):
-            prune_to(sparsity_at(epoch, start, epochs, final, schedule))
-            loss = train_step(task, model, optimizer, extra_loss, config["finetune.grad_clip"])
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning diverged: loss is {loss} at epoch {epoch}")
-            if scheduler is not None:
-                scheduler.step()
-            val = task.evaluate(model)[task.search_metric]
-            report({"epoch": epoch, "train_loss": loss, task.search_metric: val,
-                    "prune_sparsity": current or 0.0})
-            consider(epoch, val)
-        if best is not None:
-            _restore(model, best[2])
 
-    with watch.stage("convert"):  # final masks, channel removal, integers, calibration
-        prune_to(final)  # schedules that had not reached the target (e.g. 0 epochs)
-        bake_parametrizations(model)
-        model_spec = {**baseline.model, "kwargs": dict(baseline.model.get("kwargs", {}))}
-        if pruner.scope == "channel":
-            model_spec["kwargs"].update(remove_zero_channels(model, task.example_inputs()))
-            targets = compression_targets(model)
-        weights = {name: t.tensor.detach().clone() for name, t in targets.items()}
-        quantized = quantizer.convert(weights, targets, bits)
-        for name, qt in quantized.items():
-            targets[name].tensor.data.copy_(qt.dequantize())
-        model.eval()
-        calibration_forward, calibration_rows = task.calibration(model)
-        quantizer.calibrate(model, calibration_forward, calibration_rows)
-        quantizer.finalize(model)
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / MODEL_FILE
-    meta = {
-        "model": model_spec,
-        "num_features": baseline.num_features,
-        "num_classes": baseline.num_classes,
-        "config": config,
-        "baseline_key": baseline.key,
-        "activation_quant": quantizer.activation_spec,
-    }
+def save_and_reload(path: Path, c: Compression, quantized: dict[str, QuantizedTensor],
+                    meta: dict[str, Any], watch: measure.Stopwatch) -> tuple[int, nn.Module]:
+    """Write the compressed file, read it back, and check it gives back exactly the weights
+    that were evaluated (every trial verifies its own file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with watch.stage("save"):
-        size_bytes = save_model(path, model.state_dict(), quantized, meta)
+        size_bytes = save_model(path, c.model.state_dict(), quantized, meta)
     with watch.stage("reload"):
         reloaded, _ = load_compressed(path)
-        _check_round_trip(model, reloaded, path)
-    with watch.stage("evaluate"):
-        scores = task.evaluate(reloaded)
-    final_targets = compression_targets(reloaded)
-    cost, cost_tags = measure.measure_inference(task.inference(reloaded), settings)
-    nonzero = sum(int((t.tensor != 0).sum()) for t in final_targets.values())
-    stored = sum(t.tensor.numel() for t in final_targets.values())
-    metrics = {
-        **scores,
+        saved, loaded = c.model.state_dict(), reloaded.state_dict()
+        for name, tensor in saved.items():
+            if name not in loaded or not torch.equal(tensor, loaded[name]):
+                raise StorageError(f"{path}: tensor {name!r} did not reload to identical values")
+    return size_bytes, reloaded
+
+
+def compression_metrics(reloaded: nn.Module, c: Compression, size_bytes: int,
+                        quantized: dict[str, QuantizedTensor], baseline: Baseline
+                        ) -> dict[str, float]:
+    """What the file and its weights say: size, sparsity, bits."""
+    final = compression_targets(reloaded)
+    nonzero = sum(int((t.tensor != 0).sum()) for t in final.values())
+    return {
         "size_bytes": float(size_bytes),
         "size_ratio": size_bytes / baseline.metrics["size_bytes"],
-        "sparsity_actual": 1.0 - nonzero / weights_before,
+        "sparsity_actual": 1.0 - nonzero / c.weights_before,
         "params_nonzero": float(sum(int((p != 0).sum()) for p in reloaded.parameters())),
-        "avg_bits": float(bits) if quantized else 32.0,
-        "act_avg_bits": quantizer.activation_bits(reloaded, bits),
-        "weights_stored": float(stored),
-        **cost,
-        "peak_rss_mb": measure.peak_rss_mb(),
-        "finetune_best_epoch": float(best[1]) if best is not None else 0.0,
-        "finetune_s": watch.seconds["finetune"],
-        **{f"time_{stage}_s": seconds for stage, seconds in watch.seconds.items()
-           if stage != "finetune"},
-        "cycle_s": time.perf_counter() - started,
+        "avg_bits": float(c.bits) if quantized else 32.0,
+        "act_avg_bits": c.quantizer.activation_bits(reloaded, c.bits),
+        "weights_stored": float(sum(t.tensor.numel() for t in final.values())),
     }
-    if trial_tracker is not None:
-        metrics["trial_energy_j"] = measure.stop_joules(trial_tracker)
+
+
+def trial_tags(path: Path, c: Compression, model_spec: dict[str, Any], task,
+               cost_tags: dict[str, str], rss_scope: str) -> dict[str, str]:
+    """How the figures were obtained."""
     tags = {
         "latency_kernel": "float",  # weights are dequantized; no integer kernel runs
         **cost_tags,
@@ -283,6 +259,54 @@ def _run_one(
             for e in describe(path)
         ),
     }
-    if pruner.scope == "channel":
+    if c.resized:  # the pruner changed the model's shape (structured pruning)
         tags["structured_kwargs"] = ",".join(f"{k}={v}" for k, v in model_spec["kwargs"].items())
+    return tags
+
+
+def _run_one(
+    config: dict[str, Any],
+    task,
+    baseline: Baseline,
+    report: Report,
+    out_dir: str | Path,
+    seed: int = 0,
+    measure_settings: measure.MeasureSettings | None = None,
+) -> CycleResult:
+    """One cycle on one split: the stages in order, each timed."""
+    started = time.perf_counter()
+    config = complete_config(config)
+    check_fit(config, task.transductive, baseline.model["name"])
+    settings = measure_settings or measure.MeasureSettings()
+    watch = measure.Stopwatch()
+    rss_scope = "trial" if measure.reset_peak_rss() else "process"
+    trial_tracker = measure.energy_tracker() if settings.energy_window_s > 0 else None
+    with watch.stage("setup"):
+        c = setup(config, task, baseline, seed)
+    with watch.stage("finetune"):
+        best_epoch = finetune(task, c, config, report)
+    with watch.stage("convert"):
+        model_spec, quantized = convert(task, baseline, c)
+    path = Path(out_dir) / MODEL_FILE
+    meta = {"model": model_spec, "num_features": baseline.num_features,
+            "num_classes": baseline.num_classes, "config": config,
+            "baseline_key": baseline.key, "activation_quant": c.quantizer.activation_spec}
+    size_bytes, reloaded = save_and_reload(path, c, quantized, meta, watch)
+    with watch.stage("evaluate"):
+        scores = task.evaluate(reloaded)
+    cost, cost_tags = measure.measure_inference(task.inference(reloaded), settings)
+    metrics = {
+        **scores,
+        **compression_metrics(reloaded, c, size_bytes, quantized, baseline),
+        **cost,
+        "peak_rss_mb": measure.peak_rss_mb(),
+        "finetune_best_epoch": float(best_epoch),
+        "finetune_s": watch.seconds["finetune"],
+        **{f"time_{stage}_s": seconds for stage, seconds in watch.seconds.items()
+           if stage != "finetune"},
+        "cycle_s": time.perf_counter() - started,
+    }
+    if trial_tracker is not None:
+        metrics["trial_energy_j"] = measure.stop_joules(trial_tracker)
+    tags = trial_tags(path, c, model_spec, task, cost_tags, rss_scope)
     return CycleResult(metrics=metrics, tags=tags, model_path=path)

@@ -97,10 +97,9 @@ INACTIVE: dict[str, Any] = {key: p.inactive for key, p in PARAMS.items() if p.in
 
 def is_active(key: str, config: dict[str, Any]) -> bool:
     """Whether ``key`` applies given the other choices in ``config``."""
-    if key in ("prune.sparsity", "prune.schedule"):
-        return config.get("prune.method", "none") != "none"
-    if key in ("prune.penalty", "prune.strength"):
-        return config.get("prune.method", "none") == "regularization"
+    if key.startswith("prune.") and key != "prune.method":  # the method says what it uses
+        pruner = PRUNERS.get(config.get("prune.method", "none"))
+        return pruner is None or key in pruner.uses
     if key == "quant.bits":
         return config.get("quant.method", "fp32") != "fp32"
     return True

@@ -1,11 +1,13 @@
-"""Pruning methods, keyed by the names used in space files.
+"""Pruning methods, keyed by the names used in space files (:data:`PRUNERS`).
 
-A method ranks weights by a score (higher = keep) over a scope: ``global`` (one ranking over
-all compressible tensors), ``per_tensor`` (each tensor loses the same fraction) or
-``channel`` (whole hidden channels, scored by the L2 norm of everything they touch, later
-removed physically by :mod:`trainables.structured`). ``regularization`` adds an L1 or
-group-lasso penalty to the loss before its threshold. Adding a method is one entry in
-:data:`PRUNERS`.
+Each method is a :class:`Pruner` with a lifecycle like a quantizer's: prepare, a loss
+penalty, a per-step hook, the masks at each epoch, finalize. A method ranks weights by a
+score (higher = keep) over a scope: ``global`` (one ranking over all compressible tensors),
+``per_tensor`` (each tensor loses the same fraction) or ``channel`` (whole hidden channels,
+scored by the L2 norm of everything they touch, later removed physically by
+:mod:`trainables.structured`). ``regularization`` adds an L1 or group-lasso penalty to the
+loss before its threshold. Adding a method is one class and one entry in :data:`PRUNERS`;
+the cycle has no branch for any method.
 
 Masks are held by a parametrization (``weight = original * mask``) whose buffer is updated
 in place by gradual schedules, so pruned weights stay exactly zero during fine-tuning.
@@ -13,8 +15,9 @@ in place by gradual schedules, so pruned weights stay exactly zero during fine-t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,29 +40,148 @@ def random_scores(weight: Tensor, generator: torch.Generator) -> Tensor:
     return torch.rand(weight.shape, generator=generator)
 
 
-@dataclass(frozen=True)
-class PruningMethod:
-    """How a method ranks weights, over which scope, and whether it trains with a penalty."""
+class Pruner:
+    """A pruning method's part in one trial, a lifecycle like a quantizer's.
 
-    score: Score | None
-    scope: str  # "none", "global", "per_tensor" or "channel"
-    penalty: bool = False
+    ``prepare`` (masks before fine-tuning), ``penalty`` (a loss term, or None),
+    ``after_backward`` (a per-step hook, with the gradients in place), ``at_epoch`` (the
+    masks a training epoch runs with), ``finalize`` (the final masks, and a smaller model
+    where channels go). A method ranks weights by ``score`` (higher = keep) over ``scope``:
+    ``global`` (one ranking over all compressible tensors), ``per_tensor`` (each tensor
+    loses the same fraction) or ``channel`` (whole hidden channels). ``uses``: the
+    parameters that apply to it (the space loader samples only those).
+    """
+
+    score: Score | None = None
+    scope = "global"
+    uses: tuple[str, ...] = ("prune.sparsity", "prune.schedule")
+
+    def __init__(self, config: dict[str, Any], seed: int = 0) -> None:
+        self.name = config.get("prune.method", "none")
+        self.final = config.get("prune.sparsity", 0.0)
+        self.schedule = config.get("prune.schedule", "one_shot")
+        self.config, self.seed = config, seed
+        self.current: float | None = None
+
+    def start_epoch(self, epochs: int) -> int:
+        """The epoch after which pruning begins (0: from the start)."""
+        return 0
+
+    def prepare(self, model: nn.Module, targets: dict[str, Target], epochs: int) -> None:
+        """Hold the masks of the first training epoch (none with no epochs)."""
+        self.model, self.targets, self.epochs = model, targets, epochs
+        self.start = self.start_epoch(epochs)
+        self.at_epoch(1) if epochs else self._prune_to(0.0)
+
+    def masks(self, sparsity: float) -> dict[str, Tensor]:
+        """Keep-masks pruning ``sparsity`` of the weights, scored on them as they are now."""
+        return compute_masks(self.name, self.model, self.targets, sparsity, self.seed)
+
+    def _prune_to(self, sparsity: float) -> None:
+        if sparsity != self.current:
+            apply_masks(self.model, self.masks(sparsity))
+            self.current = sparsity
+
+    def at_epoch(self, epoch: int) -> None:
+        """Masks for training epoch ``epoch`` (1-based) as the schedule says."""
+        self._prune_to(sparsity_at(epoch, self.start, self.epochs, self.final, self.schedule))
+
+    @property
+    def sparsity(self) -> float:
+        """The sparsity the masks now hold."""
+        return self.current or 0.0
+
+    @property
+    def at_final_sparsity(self) -> bool:
+        return self.sparsity == self.final
+
+    def penalty(self) -> Tensor | None:
+        return None
+
+    def after_backward(self) -> None:
+        """Per-step hook: gradients are in place, the update has not happened."""
+
+    def finalize(self, model: nn.Module, example_inputs: tuple) -> dict[str, Any]:
+        """The final masks (schedules that had not reached the target), baked into the
+        weights; returns changed constructor arguments of the model (a narrower one for
+        structured pruning)."""
+        self._prune_to(self.final)
+        bake_parametrizations(model)
+        return {}
 
 
-PRUNERS: dict[str, PruningMethod] = {
-    "none": PruningMethod(None, "none"),
-    "global": PruningMethod(magnitude, "global"),
-    "fine_grained": PruningMethod(magnitude, "per_tensor"),
-    "random": PruningMethod(random_scores, "global"),
-    "regularization": PruningMethod(magnitude, "global", penalty=True),
-    "structured": PruningMethod(None, "channel"),
+class NoPruning(Pruner):
+    scope = "none"
+    uses = ()
+
+    def masks(self, sparsity: float) -> dict[str, Tensor]:
+        return {}
+
+
+class GlobalMagnitude(Pruner):
+    score = staticmethod(magnitude)
+
+
+class FineGrained(Pruner):
+    """Every tensor loses the same fraction (fine-grained, per-tensor magnitude)."""
+
+    score = staticmethod(magnitude)
+    scope = "per_tensor"
+
+
+class RandomPruning(Pruner):
+    score = staticmethod(random_scores)
+
+
+class Regularization(Pruner):
+    """An L1 or group-lasso penalty in the loss first, then a global magnitude threshold."""
+
+    score = staticmethod(magnitude)
+    uses = (*Pruner.uses, "prune.penalty", "prune.strength")
+
+    def start_epoch(self, epochs: int) -> int:
+        # regularize for the first half, keeping at least one epoch to fine-tune the mask
+        return min(math.ceil(epochs / 2), max(epochs - 1, 0))
+
+    def penalty(self) -> Tensor | None:
+        if self.sparsity != 0.0:  # the threshold has been applied: fine-tune without it
+            return None
+        kind = self.config.get("prune.penalty", "l1")
+        return self.config.get("prune.strength", 0.0) * penalty(self.targets, kind)
+
+
+class Structured(Pruner):
+    """Whole hidden channels, scored by the L2 norm of everything they touch, removed
+    physically at the end (:mod:`trainables.structured`)."""
+
+    scope = "channel"
+
+    def finalize(self, model: nn.Module, example_inputs: tuple) -> dict[str, Any]:
+        from trainables.structured import remove_zero_channels
+
+        super().finalize(model, example_inputs)
+        return remove_zero_channels(model, example_inputs)
+
+
+PRUNERS: dict[str, type[Pruner]] = {
+    "none": NoPruning,
+    "global": GlobalMagnitude,
+    "fine_grained": FineGrained,
+    "random": RandomPruning,
+    "regularization": Regularization,
+    "structured": Structured,
 }
 
 
-def get_pruner(method: str) -> PruningMethod:
+def get_pruner(method: str) -> type[Pruner]:
     if method not in PRUNERS:
         raise ValueError(f"unknown pruning method {method!r}; allowed: {', '.join(PRUNERS)}")
     return PRUNERS[method]
+
+
+def make_pruner(config: dict[str, Any], seed: int = 0) -> Pruner:
+    """The pruner ``config["prune.method"]`` names, set up with the config's settings."""
+    return get_pruner(config.get("prune.method", "none"))(config, seed)
 
 
 def _keep_mask(scores: Tensor, num_pruned: int) -> Tensor:
@@ -151,6 +273,24 @@ def apply_masks(model: nn.Module, masks: dict[str, Tensor]) -> None:
             existing[0].mask.copy_(mask)
         else:
             parametrize.register_parametrization(module, attr, Mask(mask))
+
+
+def bake_parametrizations(model: nn.Module) -> None:
+    """Replace every parametrized weight by its masked value, without fake quantization."""
+    from trainables.quantization import FakeQuant
+
+    for module in list(model.modules()):
+        if not parametrize.is_parametrized(module):
+            continue
+        for attr in list(module.parametrizations.keys()):
+            chain = module.parametrizations[attr]
+            value = chain.original
+            for step in chain:
+                if not isinstance(step, FakeQuant):
+                    value = step(value)
+            value = value.detach() + 0.0  # -0.0 -> +0.0
+            parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
+            getattr(module, attr).data.copy_(value)
 
 
 def sparsity_at(epoch: int, start: int, epochs: int, final: float, schedule: str) -> float:

@@ -1,7 +1,8 @@
 """Graph classification (PROTEINS, BBBP, ...): mini-batches of whole graphs, one label each.
 
 Splits (``dataset.split``): ``stratified`` (seeded, class shares kept), ``kfold`` (stratified
-k-fold cross-validation, a :class:`~trainables.tasks.CrossValidation` of one task per fold)
+k-fold cross-validation, a :class:`~trainables.tasks.common.CrossValidation` of one task per
+fold)
 and ``scaffold`` (RDKit Murcko scaffolds; molecules only). Scores: accuracy, and ROC-AUC for
 two classes; ``dataset.metric`` says which one the search optimizes.
 """
@@ -17,9 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
+from trainables import data as data_mod
 from trainables import splits
 from trainables.scores import accuracy, roc_auc
-from trainables.training import ExtraLoss, optimizer_step
+from trainables.tasks.common import CrossValidation
+from trainables.tasks.spec import Dataset, TaskMetrics, TaskSpec
+from trainables.training import StepHooks, optimizer_step
 
 CALIBRATION_GRAPHS = 512  # training graphs PTQ calibrates activation ranges on
 
@@ -39,7 +43,7 @@ class GraphClassification:
     _calibration: Batch | None = field(default=None, repr=False)
 
     def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    extra_loss: ExtraLoss = None, grad_clip: float = 0.0) -> float:
+                    hooks: StepHooks | None = None, grad_clip: float = 0.0) -> float:
         """One pass over the shuffled training graphs; the mean loss per graph."""
         from torch_geometric.loader import DataLoader
 
@@ -49,7 +53,7 @@ class GraphClassification:
             optimizer.zero_grad()
             out = model(batch.x, batch.edge_index, batch.batch)
             loss = F.cross_entropy(out, batch.y)
-            step_loss = optimizer_step(model, optimizer, loss, extra_loss, grad_clip)
+            step_loss = optimizer_step(model, optimizer, loss, hooks, grad_clip)
             total += step_loss * batch.num_graphs
             seen += batch.num_graphs
         return total / seen
@@ -130,23 +134,14 @@ def split_indices(
     if split == "kfold":
         return splits.stratified_kfold(labels, dataset.get("folds") or 10, val_ratio, seed)
     if split == "scaffold":
-        if smiles is None:
-            raise ValueError("split 'scaffold' needs molecules (a moleculenet dataset)")
         return [splits.scaffold_split(smiles, val_ratio, test_ratio)]
     raise ValueError(f"unknown graph split {split!r}; allowed: stratified, kfold, scaffold")
 
 
 def build_graph_classification(dataset: dict[str, Any], data_root, seed: int):
     """Load a TU or MoleculeNet collection and split it; k-fold gives a CrossValidation."""
-    from trainables import data as data_mod
-    from trainables.tasks import CrossValidation
-
-    options = {}
-    if dataset.get("node_attributes"):
-        if dataset["loader"] != "tu":
-            raise ValueError(f"node_attributes: loader {dataset['loader']!r} has no continuous "
-                             "node attributes; allowed with: tu")
-        options["node_attributes"] = True
+    SPEC.check_dataset(dataset)
+    options = {"node_attributes": True} if dataset.get("node_attributes") else {}
     ds = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root, **options)
     graphs = _graphs(ds, dataset["loader"])
     labels = torch.cat([g.y for g in graphs])
@@ -169,3 +164,33 @@ def build_graph_classification(dataset: dict[str, Any], data_root, seed: int):
         for train, val, test in split_indices(dataset, labels, smiles, seed)
     ]
     return CrossValidation(tasks) if dataset.get("split") == "kfold" else tasks[0]
+
+
+def _metrics(dataset: Dataset) -> TaskMetrics:
+    metric = dataset.get("metric") or "acc"
+    reported = ("test_acc", *(("test_roc_auc",) if metric == "roc_auc" else ()))
+    if dataset.get("split") == "kfold":
+        reported += tuple(f"{m}_std" for m in reported)
+    return TaskMetrics(f"val_{metric}", tuple(dict.fromkeys((f"val_{metric}", "val_acc"))),
+                       reported)
+
+
+def _check(dataset: Dataset) -> None:
+    if dataset.get("split") == "scaffold" and dataset["loader"] != "moleculenet":
+        raise ValueError(f"dataset.split 'scaffold' needs molecules; loader "
+                         f"{dataset['loader']!r} has none; allowed loader: moleculenet")
+    if dataset.get("node_attributes") and dataset["loader"] != "tu":
+        raise ValueError(f"node_attributes: loader {dataset['loader']!r} has no continuous "
+                         "node attributes; allowed with: tu")
+
+
+SPEC = TaskSpec(
+    name="graph_classification",
+    build=build_graph_classification,
+    loaders=("tu", "moleculenet"),
+    splits=("stratified", "kfold", "scaffold"),
+    models=("gin", "graph_gcn", "hgpsl"),
+    transductive=False,
+    metrics=_metrics,
+    check=_check,
+)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainables.scores import average_precision, roc_auc
-from trainables.training import ExtraLoss, optimizer_step
+from trainables.tasks.spec import TaskMetrics, TaskSpec
+from trainables.training import StepHooks, optimizer_step
 
 
 @dataclass
@@ -59,7 +60,7 @@ class LinkPrediction:
         return (z[pairs[0]] * z[pairs[1]]).sum(dim=-1)
 
     def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    extra_loss: ExtraLoss = None, grad_clip: float = 0.0) -> float:
+                    hooks: StepHooks | None = None, grad_clip: float = 0.0) -> float:
         """One step per subgraph: its edges against as many random non-edges."""
         from torch_geometric.utils import negative_sampling
 
@@ -73,7 +74,7 @@ class LinkPrediction:
             logits = torch.cat([self.score(z, positives), self.score(z, negatives)])
             labels = torch.cat([torch.ones(positives.size(1)), torch.zeros(negatives.size(1))])
             loss = F.binary_cross_entropy_with_logits(logits, labels)
-            losses.append(optimizer_step(model, optimizer, loss, extra_loss, grad_clip))
+            losses.append(optimizer_step(model, optimizer, loss, hooks, grad_clip))
         return sum(losses) / len(losses)
 
     @torch.no_grad()
@@ -118,9 +119,7 @@ def build_link_prediction(dataset: dict[str, Any], data_root, seed: int) -> Link
 
     from trainables import data as data_mod
 
-    split = dataset.get("split") or "random"
-    if split != "random":
-        raise ValueError(f"unknown link split {split!r}; allowed: random")
+    SPEC.check_dataset(dataset)
     graph = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root)[0]
     if dataset.get("normalize_features"):  # rows sum to 1 (PyG's NormalizeFeatures)
         graph.x = graph.x / graph.x.sum(dim=1, keepdim=True).clamp(min=1e-12)
@@ -141,3 +140,18 @@ def build_link_prediction(dataset: dict[str, Any], data_root, seed: int) -> Link
         x=graph.x, train_edges=train_edges, val_pairs=val_pairs, val_labels=val_labels,
         test_pairs=test_pairs, test_labels=test_labels, num_features=graph.num_features,
     )
+
+
+def _metrics(dataset: dict[str, Any]) -> TaskMetrics:
+    return TaskMetrics("val_roc_auc", ("val_roc_auc", "val_ap"), ("test_roc_auc", "test_ap"))
+
+
+SPEC = TaskSpec(
+    name="link_prediction",
+    build=build_link_prediction,
+    loaders=("planetoid",),
+    splits=("random",),
+    models=("ness", "gae"),
+    transductive=True,
+    metrics=_metrics,
+)

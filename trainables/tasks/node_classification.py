@@ -1,0 +1,129 @@
+"""Node classification (Cora and other Planetoid graphs): one graph, a label per node."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainables import data as data_mod
+from trainables.tasks.spec import Dataset, TaskMetrics, TaskSpec
+from trainables.training import StepHooks, optimizer_step
+
+
+@dataclass
+class NodeClassification:
+    """Full-graph node classification (Cora and other Planetoid graphs)."""
+
+    x: Tensor
+    edge_index: Tensor
+    edge_attr: Tensor
+    y: Tensor
+    train_mask: Tensor
+    val_mask: Tensor
+    test_mask: Tensor
+    num_features: int
+    num_classes: int
+    search_metric: str = "val_acc"
+    transductive: bool = True  # the same graph at training and inference
+    latency_mode: str = "full_graph"
+
+    def loss(self, model: nn.Module) -> Tensor:
+        """Training loss of one full-batch forward (the model is in training mode)."""
+        out = model(self.x, self.edge_index, self.edge_attr)
+        return F.cross_entropy(out[self.train_mask], self.y[self.train_mask])
+
+    def example_inputs(self) -> tuple[Tensor, ...]:
+        """Inputs of one forward, for tracing (structured pruning) and calibration."""
+        return (self.x, self.edge_index, self.edge_attr)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.x.size(0)
+
+    def train_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    hooks: StepHooks | None = None, grad_clip: float = 0.0) -> float:
+        """One full-batch gradient step; returns the loss."""
+        model.train()
+        optimizer.zero_grad()
+        return optimizer_step(model, optimizer, self.loss(model), hooks, grad_clip)
+
+    def calibration(self, model: nn.Module) -> tuple[Callable[[], Any], Tensor | None]:
+        """A forward for activation ranges, and the rows they are observed on (training)."""
+        return self.inference(model), self.train_mask
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation and test accuracy."""
+        model.eval()
+        pred = model(self.x, self.edge_index, self.edge_attr).argmax(dim=-1)
+        return {
+            "val_acc": float((pred[self.val_mask] == self.y[self.val_mask]).float().mean()),
+            "test_acc": float((pred[self.test_mask] == self.y[self.test_mask]).float().mean()),
+        }
+
+    def inference(self, model: nn.Module) -> Callable[[], Tensor]:
+        """A call that runs one full-graph inference (what latency measures)."""
+        model.eval()
+
+        def run() -> Tensor:
+            with torch.inference_mode():
+                return model(self.x, self.edge_index, self.edge_attr)
+
+        return run
+
+
+def build_node_classification(
+    dataset: dict[str, Any], data_root: str | os.PathLike | None, seed: int
+) -> NodeClassification:
+    """Load a Planetoid graph and split it as ``dataset`` says (``public`` or ``random``)."""
+    SPEC.check_dataset(dataset)
+    ds = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root)
+    graph = ds[0]
+    split = dataset.get("split", "public")
+    if split == "public":
+        train, val, test = graph.train_mask, graph.val_mask, graph.test_mask
+    elif split == "random":
+        train, val, test = data_mod.random_node_split(
+            graph.num_nodes, dataset["num_val"], dataset["num_test"], seed
+        )
+    else:
+        raise ValueError(f"unknown node split {split!r}; allowed: public, random")
+    return NodeClassification(
+        x=graph.x,
+        edge_index=graph.edge_index,
+        edge_attr=data_mod.target_indegree(graph),
+        y=graph.y,
+        train_mask=train,
+        val_mask=val,
+        test_mask=test,
+        num_features=ds.num_features,
+        num_classes=ds.num_classes,
+    )
+
+
+def _metrics(dataset: Dataset) -> TaskMetrics:
+    return TaskMetrics("val_acc", ("val_acc",), ("test_acc",))
+
+
+def _check(dataset: Dataset) -> None:
+    if dataset.get("split") == "random" and (
+            dataset.get("num_val") is None or dataset.get("num_test") is None):
+        raise ValueError("dataset: a random node split needs num_val and num_test")
+
+
+SPEC = TaskSpec(
+    name="node_classification",
+    build=build_node_classification,
+    loaders=("planetoid",),
+    splits=("public", "random"),
+    models=("spline", "gcn"),
+    transductive=True,
+    metrics=_metrics,
+    check=_check,
+)
