@@ -28,6 +28,6 @@ def compare_fronts(trials: dict[str, pd.DataFrame], objectives: dict[str, str]
 
 
 if __name__ == "__main__":  # python -m analysis.compare ... == gnn-search compare ...
-    from search.cli import main
+    from analysis.cli import main
 
     sys.exit(main(["compare", *sys.argv[1:]]))

@@ -64,6 +64,6 @@ def export_run(run_id: str, tracking_uri: str, out: str | Path) -> tuple[Path, P
 
 
 if __name__ == "__main__":  # python -m analysis.export ... == gnn-search export ...
-    from search.cli import main
+    from analysis.cli import main
 
     sys.exit(main(["export", *sys.argv[1:]]))

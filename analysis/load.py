@@ -22,6 +22,12 @@ class Trials:
     excluded: dict[str, int]  # status -> count (RUNNING, FAILED, KILLED)
 
 
+def default_tracking_uri(cwd: Path | None = None) -> str:
+    """``sqlite:////abs/path/mlflow.db`` in the current directory (absolute: Ray trials run
+    elsewhere); what the analysis commands read without ``--tracking-uri``."""
+    return f"sqlite:///{((cwd or Path.cwd()) / 'mlflow.db').resolve()}"
+
+
 def _client(tracking_uri: str) -> MlflowClient:
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))

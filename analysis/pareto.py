@@ -57,15 +57,12 @@ def _costs(df: pd.DataFrame, objectives: dict[str, str]) -> np.ndarray:
 def pareto_mask(df: pd.DataFrame, objectives: dict[str, str]) -> pd.Series:
     """True for rows no other complete row dominates (at least as good in every objective,
     strictly better in one)."""
-    costs = _costs(df, objectives)
+    costs = _costs(df, objectives)  # every column minimised
     complete = ~np.isnan(costs).any(axis=1)
     mask = complete.copy()
-    valid = costs[complete]
-    for i in np.flatnonzero(complete):
-        better_eq = (valid <= costs[i]).all(axis=1)
-        strictly = (valid < costs[i]).any(axis=1)
-        if (better_eq & strictly).any():
-            mask[i] = False
+    if complete.any() and costs.shape[1]:
+        # keep_weakly: equal rows do not dominate each other, so every copy of a tie is kept
+        mask[complete] = moocore.is_nondominated(costs[complete], keep_weakly=True)
     return pd.Series(mask, index=df.index, name="pareto")
 
 
@@ -189,6 +186,6 @@ def analyze(trials: pd.DataFrame, objectives: dict[str, str],
 
 
 if __name__ == "__main__":  # python -m analysis.pareto ... == gnn-search pareto ...
-    from search.cli import main
+    from analysis.cli import main
 
     sys.exit(main(["pareto", *sys.argv[1:]]))

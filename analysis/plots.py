@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.report import CONFIG_COLUMNS
+from analysis.columns import CONFIG_COLUMNS
 from trainables.metrics import LOG_SCALE_METRICS
 
 

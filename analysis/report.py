@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.columns import CONFIG_COLUMNS, FORMATS
 from trainables.metrics import REPORTED_METRICS
-
-CONFIG_COLUMNS = ("prune.method", "prune.sparsity", "prune.schedule", "quant.method",
-                  "quant.bits", "finetune.epochs", "finetune.lr", "finetune.schedule")
-FORMATS = ("table", "csv", "json")
 
 
 def pareto_table(front: pd.DataFrame, objectives: dict[str, str], knee=None) -> pd.DataFrame:
@@ -132,75 +129,106 @@ def baseline_comparison(front: pd.DataFrame, objectives: dict[str, str],
     return pd.DataFrame(rows)
 
 
-def build_report(trials: pd.DataFrame, excluded: dict[str, int], searches: pd.DataFrame,
-                 objectives: dict[str, str], out_dir: Path, constraints=(),
-                 title: str = "") -> Path:
-    """Write ``index.html`` (self-contained: figures inline, plotly.js embedded) and the PNG
-    figures into ``out_dir``; returns the HTML path."""
-    import plotly.offline
+_STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+.tbl { border-collapse: collapse; font-size: 13px; margin: 0.5em 0; }
+.tbl th, .tbl td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; }
+img { max-width: 49%; }
+"""
 
+
+def _figures(trials: pd.DataFrame, result, objectives: dict[str, str],
+             baseline: dict[str, float], out_dir: Path) -> dict[str, str]:
+    """Each figure as HTML: the PNGs (also written to ``out_dir``) inline, the plotly
+    figures as divs that rely on the page's one copy of plotly.js."""
     from analysis import plots
-    from analysis.pareto import analyze
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = analyze(trials, objectives, constraints)
-    feasible, front, knee = result.feasible, result.front, result.knee
-    reference, hv = result.reference, result.hypervolume
-    baseline = baseline_metrics(searches)
-    pngs = plots.pareto_pngs(feasible, front, objectives, baseline, knee, out_dir)
-    importances = param_importances(trials, objectives)
-    importance_png = plots.importance_png(importances, out_dir)
-    interactive = plots.interactive_front(feasible, front, objectives, baseline).to_html(
-        full_html=False, include_plotlyjs=False, div_id="pareto-interactive")
-    parcoords = plots.parallel_coordinates(trials, objectives).to_html(
-        full_html=False, include_plotlyjs=False, div_id="parallel-coordinates")
-    table = pareto_table(front, objectives, knee)
-    table["knee"] = table["knee"].map({True: "*", False: ""})
-    summary = {
+    pngs = plots.pareto_pngs(result.feasible, result.front, objectives, baseline, result.knee,
+                             out_dir)
+    importance_png = plots.importance_png(param_importances(trials, objectives), out_dir)
+    interactive = plots.interactive_front(result.feasible, result.front, objectives, baseline)
+    parcoords = plots.parallel_coordinates(trials, objectives)
+    return {
+        "interactive": interactive.to_html(full_html=False, include_plotlyjs=False,
+                                           div_id="pareto-interactive"),
+        "parcoords": parcoords.to_html(full_html=False, include_plotlyjs=False,
+                                       div_id="parallel-coordinates"),
+        "pairs": "".join(_img(p) for p in pngs),
+        "importances": _img(importance_png) if importance_png else
+        "<p>Too few trials to estimate.</p>",
+    }
+
+
+def _summary(trials: pd.DataFrame, excluded: dict[str, int], objectives: dict[str, str],
+             constraints, result) -> dict[str, object]:
+    """The report's opening table: what was read, what was kept, the front's hypervolume."""
+    return {
         "finished trials": len(trials),
         "left out (not finished)": ", ".join(f"{n} {s}" for s, n in excluded.items()) or "none",
         "constraints": ", ".join(map(str, constraints)) or "none",
-        "meeting constraints": len(feasible),
-        "Pareto-optimal": len(front),
+        "meeting constraints": len(result.feasible),
+        "Pareto-optimal": len(result.front),
         "objectives": ", ".join(f"{m}:{d}" for m, d in objectives.items()),
-        "hypervolume": f"{hv:.6g}",
-        "reference point": ", ".join(f"{m}={v:.6g}" for m, v in reference.items()),
+        "hypervolume": f"{result.hypervolume:.6g}",
+        "reference point": ", ".join(f"{m}={v:.6g}" for m, v in result.reference.items()),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    sections = [
+
+
+def _sections(title: str, summary: dict[str, object], figures: dict[str, str], result,
+              objectives: dict[str, str], baseline: dict[str, float]) -> list[str]:
+    """The page body, in reading order."""
+    table = pareto_table(result.front, objectives, result.knee)
+    table["knee"] = table["knee"].map({True: "*", False: ""})
+    return [
         f"<h1>{html.escape(title or 'GNN compression search')}</h1>",
         "<table class='tbl'>" + "".join(
             f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
             for k, v in summary.items()) + "</table>",
-        "<h2>Pareto front (hover for the configuration)</h2>", interactive,
+        "<h2>Pareto front (hover for the configuration)</h2>", figures["interactive"],
         "<h2>Pareto-optimal configurations</h2>", _table(table),
         "<h2>Against the FP32 baseline</h2>",
-        _table(baseline_comparison(front, objectives, baseline)) if baseline else
+        _table(baseline_comparison(result.front, objectives, baseline)) if baseline else
         "<p>The search recorded no baseline.</p>",
-        "<h2>Every pair of objectives</h2>", "".join(_img(p) for p in pngs),
-        "<h2>All trials</h2>", parcoords,
-        "<h2>Parameter importances</h2>",
-        _img(importance_png) if importance_png else "<p>Too few trials to estimate.</p>",
+        "<h2>Every pair of objectives</h2>", figures["pairs"],
+        "<h2>All trials</h2>", figures["parcoords"],
+        "<h2>Parameter importances</h2>", figures["importances"],
     ]
-    page = f"""<!DOCTYPE html>
+
+
+def _page(title: str, sections: list[str]) -> str:
+    """A self-contained HTML page: the sections, the style, plotly.js embedded."""
+    import plotly.offline
+
+    return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title or 'report')}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-.tbl {{ border-collapse: collapse; font-size: 13px; margin: 0.5em 0; }}
-.tbl th, .tbl td {{ border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
-img {{ max-width: 49%; }}
-</style>
+<style>{_STYLE}</style>
 <script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>
 </head><body>
 {"".join(sections)}
 </body></html>
 """
+
+
+def build_report(trials: pd.DataFrame, excluded: dict[str, int], searches: pd.DataFrame,
+                 objectives: dict[str, str], out_dir: Path, constraints=(),
+                 title: str = "") -> Path:
+    """Write ``index.html`` (self-contained: figures inline, plotly.js embedded) and the PNG
+    figures into ``out_dir``; returns the HTML path."""
+    from analysis.pareto import analyze
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = analyze(trials, objectives, constraints)
+    baseline = baseline_metrics(searches)
+    figures = _figures(trials, result, objectives, baseline, out_dir)
+    summary = _summary(trials, excluded, objectives, constraints, result)
     path = out_dir / "index.html"
-    path.write_text(page)
+    path.write_text(_page(title, _sections(title, summary, figures, result, objectives,
+                                           baseline)))
     return path
 
 
 if __name__ == "__main__":  # python -m analysis.report ... == gnn-search report ...
-    from search.cli import main
+    from analysis.cli import main
 
     sys.exit(main(["report", *sys.argv[1:]]))

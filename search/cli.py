@@ -1,13 +1,19 @@
-"""``gnn-search``: run a search, run one trial, extract the Pareto front."""
+"""``gnn-search``: run a search, run one trial, extract the Pareto front.
+
+The analysis commands (pareto, report, export, compare) live in :mod:`analysis.cli`; this
+parser offers them under the same names."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 
+from analysis import cli as analysis_cli
+from analysis.cli import add_tracking_uri
 from search.env import apply_quiet_env
 from spaces.samplers import SAMPLERS
 
@@ -31,31 +37,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "energy figures (default: 1.0)")
 
 
-def _add_tracking_uri(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
-                   "sqlite:///<cwd>/mlflow.db)")
-
-
-def _add_selection(p: argparse.ArgumentParser) -> None:
-    """Which finished trials an analysis command reads, and how it judges them."""
-    p.add_argument("--experiment", action="append", required=True, metavar="NAME",
-                   help="experiment (search) name; repeat to merge several")
-    _add_tracking_uri(p)
-    p.add_argument("--objectives", help="METRIC:max|min,... (default: the search's own "
-                   "objectives)")
-    p.add_argument("--constraint", action="append", default=[], metavar="EXPR",
-                   help='keep only trials meeting EXPR, e.g. "val_acc>=0.80" (repeatable)')
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gnn-search",
-        description="Search pruning x quantization x fine-tuning of GNNs with Ray Tune + "
-                    "Optuna, tracked in MLflow.",
-        epilog=EPILOG,
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run a search (Ray Tune + Optuna, tracked in MLflow)",
                          description="Run a multi-objective compression search.")
     _add_common(run)
@@ -64,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="trials at a time, one CPU each (default: 2)")
     run.add_argument("--name", help="search name = MLflow experiment = Tune experiment "
                      "(default: <space>-<date>-<time>)")
-    _add_tracking_uri(run)
+    add_tracking_uri(run)
     run.add_argument("--storage", help="where Tune keeps the search: a folder (shared by all "
                      "nodes on a cluster) or a URI such as s3://bucket/prefix (default: "
                      "<cwd>/ray_results)")
@@ -78,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "trial that raises is not retried")
     run.add_argument("--trial-timeout", type=float, metavar="S",
                      help="fail a trial still fine-tuning after S seconds (default: none)")
+    _add_run_strategy(run)
+    run.add_argument("--quiet", action="store_true", help="no progress bar or progress table")
+
+
+def _add_run_strategy(run: argparse.ArgumentParser) -> None:
+    """How a search picks its trials: sampler, grid, early stopping, warm start."""
     run.add_argument("--sampler", choices=list(SAMPLERS),
                      help="Optuna sampler (default: the space file's, else tpe)")
     run.add_argument("--paper-grid", action="store_true",
@@ -90,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-warm-start", action="store_true",
                      help="do not evaluate the uncompressed model and the space file's "
                           "warm_start points first")
-    run.add_argument("--quiet", action="store_true", help="no progress bar or progress table")
 
+
+def _add_trial(sub) -> None:
     trial = sub.add_parser("trial", help="run one compress-and-fine-tune cycle, no Ray",
                            description="Run one trial in-process and print its final metrics.")
     _add_common(trial)
@@ -102,31 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument("--out", default="gnn-search-trial",
                        help="folder for the compressed model file (default: ./gnn-search-trial)")
 
-    pareto = sub.add_parser("pareto", help="Pareto-optimal trials of finished searches",
-                            description="Non-dominated finished trials of one or more "
-                                        "experiments, read from MLflow.")
-    _add_selection(pareto)
-    pareto.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                        help="output format (default: table)")
-    pareto.add_argument("--out", help="also write the front as CSV to this file")
 
-    report = sub.add_parser("report", help="self-contained HTML report (+ PNG figures)",
-                            description="Pareto plots with the baseline, an interactive "
-                                        "front, parallel coordinates, parameter importances "
-                                        "and tables; also logged to the search's parent run.")
-    _add_selection(report)
-    report.add_argument("--out", required=True, help="folder for index.html and the PNGs")
-    report.add_argument("--no-log", action="store_true",
-                        help="do not log the report to the search's parent MLflow run")
-
-    export = sub.add_parser("export", help="write a trial's compressed model and its config",
-                            description="Copy a trial's model file out of MLflow, with a JSON "
-                                        "sidecar (config, metrics). Load it with "
-                                        "trainables.load_compressed.")
-    export.add_argument("--run-id", required=True, help="the trial's MLflow run id")
-    export.add_argument("--out", required=True, help="model file to write (e.g. model.gnnz)")
-    _add_tracking_uri(export)
-
+def _add_mlflow_server(sub) -> None:
     server = sub.add_parser(
         "mlflow-server", help="start a lean MLflow tracking server (SQLite, artifacts)",
         description="A tracking server for searches on a cluster: SQLite (or any SQL) "
@@ -143,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--allowed-hosts", help="Host headers the server accepts when opened "
                         "with --host (MLflow's DNS-rebinding protection), e.g. mlflow.lan:5000")
 
+
+def _add_sync(sub) -> None:
     sync = sub.add_parser(
         "sync", help="write a search's trials from Tune's storage to MLflow",
         description="Replay the ended trials of a search that MLflow lacks (it was away): "
@@ -153,15 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the search "
                       "ran with)")
 
-    compare = sub.add_parser("compare", help="hypervolume and Pareto coverage of searches",
-                             description="Hypervolume (one shared reference point) and "
-                                         "coverage C(A, B) between the fronts of searches.")
-    compare.add_argument("--experiments", nargs="+", required=True, metavar="NAME",
-                         help="two or more experiment names")
-    _add_tracking_uri(compare)
-    compare.add_argument("--objectives", help="METRIC:max|min,... (default: the first "
-                         "search's own)")
-    compare.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+# The subcommands in the order --help lists them.
+PARSERS = (_add_run, _add_trial, analysis_cli.add_pareto, analysis_cli.add_report,
+           analysis_cli.add_export, _add_mlflow_server, _add_sync, analysis_cli.add_compare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gnn-search",
+        description="Search pruning x quantization x fine-tuning of GNNs with Ray Tune + "
+                    "Optuna, tracked in MLflow.",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in PARSERS:
+        add(sub)
     return parser
 
 
@@ -262,6 +237,31 @@ def _print_ui_hint(tracking_uri: str, experiment_id: str, name: str) -> None:
           f"--tracking-uri {tracking_uri}")
 
 
+def _ignore(metrics: dict) -> None:
+    """A report callback that shows nothing (``trial --json``: stdout is one JSON object)."""
+
+
+def _print_epoch(metrics: dict, epochs: int, folds: int) -> None:
+    """One line on stderr per fine-tuning epoch (stdout keeps only the final metrics)."""
+    fold = metrics.get("fold")
+    where = "" if fold is None else f"fold {fold + 1}/{folds} "
+    epoch = metrics["epoch"] - (fold or 0) * epochs  # the cycle counts epochs across folds
+    figures = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in metrics.items() if k not in ("epoch", "fold"))
+    print(f"fine-tune {where}epoch {epoch}/{epochs}: {figures}", file=sys.stderr, flush=True)
+
+
+def _epoch_printer(config: dict, task):
+    """The ``report`` callback of ``gnn-search trial``: :func:`_print_epoch` with the epoch
+    and fold counts of this trial."""
+    from trainables.params import complete_config
+    from trainables.tasks import CrossValidation
+
+    epochs = int(complete_config(config)["finetune.epochs"])
+    folds = len(task.folds) if isinstance(task, CrossValidation) else 1
+    return functools.partial(_print_epoch, epochs=epochs, folds=folds)
+
+
 def cmd_trial(args) -> int:
     from spaces import load_space
     from trainables.baseline import get_baseline
@@ -278,8 +278,8 @@ def cmd_trial(args) -> int:
         space.baseline.model_dump(exclude={"seed"}), space.baseline.seed, args.cache_dir,
         progress=not args.json,
     )
-    epochs: list[dict] = []
-    result = run_cycle(config, task, baseline, epochs.append, Path(args.out).resolve(),
+    report = _epoch_printer(config, task) if not args.json else _ignore
+    result = run_cycle(config, task, baseline, report, Path(args.out).resolve(),
                        seed=args.seed, measure_settings=measure_settings)
     if args.json:
         print(json.dumps({**result.metrics, "tags": result.tags, "config": config,
@@ -292,86 +292,6 @@ def cmd_trial(args) -> int:
     for key, value in result.tags.items():
         print(f"{key:>16} {value}")
     print(f"model file: {result.model_path}")
-    return 0
-
-
-def _finished_trials(experiments: list[str], tracking_uri: str, objectives_text: str | None):
-    """Finished trials of ``experiments`` and the objectives to judge them by, or a one-line
-    error (no finished trials, unknown metric)."""
-    from analysis.load import load_trials
-    from analysis.pareto import parse_objectives
-
-    trials = load_trials(experiments, tracking_uri)
-    if trials.frame.empty:
-        raise ValueError(
-            f"no finished trials in {', '.join(experiments)} "
-            f"(left out: {trials.excluded or 'none'})"
-        )
-    objectives = parse_objectives(objectives_text or _search_objectives(experiments,
-                                                                        tracking_uri))
-    unknown = [m for m in objectives if m not in trials.frame.columns]
-    if unknown:
-        metrics = sorted(c for c in trials.frame.columns if trials.frame[c].dtype.kind == "f")
-        raise ValueError(f"unknown metric {unknown[0]!r} in --objectives; available: "
-                         f"{', '.join(metrics)}")
-    return trials, objectives
-
-
-def cmd_pareto(args) -> int:
-    from analysis.pareto import analyze, parse_constraint
-    from analysis.report import pareto_table, render
-    from search.tracking import default_tracking_uri
-
-    constraints = [parse_constraint(c) for c in args.constraint]
-    tracking_uri = args.tracking_uri or default_tracking_uri()
-    trials, objectives = _finished_trials(args.experiment, tracking_uri, args.objectives)
-    result = analyze(trials.frame, objectives, constraints)
-    table = pareto_table(result.front, objectives, result.knee)
-    shown = table.assign(knee=table["knee"].map({True: "*", False: ""})) if (
-        args.format == "table") else table
-    print(render(shown, args.format))
-    if args.format == "table":
-        left = ", ".join(f"{n} {s}" for s, n in trials.excluded.items()) or "none"
-        print(f"\n{len(table)} Pareto-optimal of {len(result.feasible)} trials meeting "
-              f"{len(constraints)} constraint(s), {len(trials.frame)} finished (not finished, "
-              f"left out: {left}); knee marked *; hypervolume {result.hypervolume:.6g} "
-              "against reference "
-              + ", ".join(f"{m}={v:.6g}" for m, v in result.reference.items()), file=sys.stderr)
-    if args.out:
-        Path(args.out).write_text(render(table, "csv"))
-    return 0
-
-
-def cmd_report(args) -> int:
-    from analysis.load import load_searches
-    from analysis.pareto import parse_constraint
-    from analysis.report import build_report
-    from search.tracking import default_tracking_uri
-
-    constraints = [parse_constraint(c) for c in args.constraint]
-    tracking_uri = args.tracking_uri or default_tracking_uri()
-    trials, objectives = _finished_trials(args.experiment, tracking_uri, args.objectives)
-    searches = load_searches(args.experiment, tracking_uri)
-    out = Path(args.out).resolve()
-    path = build_report(trials.frame, trials.excluded, searches, objectives, out, constraints,
-                        title=f"Search report: {', '.join(args.experiment)}")
-    if not args.no_log and not searches.empty:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri)
-        for run_id in searches["run_id"]:
-            client.log_artifacts(run_id, str(out), artifact_path="report")
-    print(f"report: {path}")
-    return 0
-
-
-def cmd_export(args) -> int:
-    from analysis.export import export_run
-    from search.tracking import default_tracking_uri
-
-    model, sidecar = export_run(args.run_id, args.tracking_uri or default_tracking_uri(),
-                                args.out)
-    print(f"model: {model} ({model.stat().st_size} bytes)\nconfig and metrics: {sidecar}")
     return 0
 
 
@@ -409,44 +329,8 @@ def cmd_sync(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
-    from analysis.compare import compare_fronts
-    from analysis.report import render
-    from search.tracking import default_tracking_uri
-
-    if len(args.experiments) < 2:
-        raise ValueError(f"--experiments needs at least two names, got {args.experiments}")
-    tracking_uri = args.tracking_uri or default_tracking_uri()
-    _, objectives = _finished_trials(args.experiments[:1], tracking_uri, args.objectives)
-    frames = {}
-    for name in args.experiments:
-        trials, _ = _finished_trials([name], tracking_uri, ",".join(
-            f"{m}:{d}" for m, d in objectives.items()))
-        frames[name] = trials.frame
-    table, reference = compare_fronts(frames, objectives)
-    print(render(table, args.format))
-    if args.format == "table":
-        print("\nreference point: " + ", ".join(f"{m}={v:.6g}" for m, v in reference.items())
-              + "; 'covers X' = fraction of X's front weakly dominated by this front",
-              file=sys.stderr)
-    return 0
-
-
-DEFAULT_OBJECTIVES = "val_acc:max,size_bytes:min"
-
-
-def _search_objectives(experiments: list[str], tracking_uri: str) -> str:
-    """The objectives the (latest) search in these experiments optimized."""
-    from analysis.load import load_searches
-
-    searches = load_searches(experiments, tracking_uri)
-    recorded = searches["objectives"].dropna() if "objectives" in searches else []
-    return recorded.iloc[0] if len(recorded) else DEFAULT_OBJECTIVES
-
-
-COMMANDS = {"run": cmd_run, "trial": cmd_trial, "pareto": cmd_pareto, "report": cmd_report,
-            "export": cmd_export, "compare": cmd_compare, "mlflow-server": cmd_mlflow_server,
-            "sync": cmd_sync}
+COMMANDS = {"run": cmd_run, "trial": cmd_trial, **analysis_cli.COMMANDS,
+            "mlflow-server": cmd_mlflow_server, "sync": cmd_sync}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from search.cli import build_parser, main
+from search.cli import _print_epoch, build_parser, main
 
 
 def _cli(*args: str, cwd=None, env_extra=None) -> subprocess.CompletedProcess:
@@ -51,6 +51,71 @@ def test_trial_json(data_root, cache_dir, tmp_path):
     assert result["config"]["prune.sparsity"] == 0.95 and result["avg_bits"] == 4
     assert result["tags"]["latency_kernel"] == "float"
     assert os.path.getsize(result["model_path"]) == result["size_bytes"]
+
+
+@pytest.mark.slow
+def test_trial_shows_fine_tuning_progress_on_stderr(data_root, cache_dir, tmp_path):
+    proc = _cli("trial", "--set", "finetune.epochs=2", "--out", str(tmp_path / "m"),
+                "--latency-threads", "1", "--energy-window", "0",
+                "--data-root", str(data_root), "--cache-dir", str(cache_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("fine-tune ")]
+    assert [line.split(":")[0] for line in progress] == ["fine-tune epoch 1/2",
+                                                         "fine-tune epoch 2/2"], proc.stderr
+    for line in progress:
+        assert "train_loss=" in line and "val_acc=" in line and "prune_sparsity=" in line
+    # stdout is the final metrics only, as before
+    assert proc.stdout.startswith("config:   ") and "fine-tune" not in proc.stdout
+    assert proc.stdout.splitlines()[-1].startswith("model file: ")
+
+
+def test_progress_line_of_a_fold(capsys):
+    # k-fold cycles count epochs across folds: epoch 7 of fold 1 (5 per fold) is its 2nd
+    _print_epoch({"epoch": 7, "fold": 1, "train_loss": 0.51234, "val_acc": 0.75,
+                  "prune_sparsity": 0.5}, epochs=5, folds=10)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("fine-tune fold 2/10 epoch 2/5: train_loss=0.5123 val_acc=0.75 "
+                            "prune_sparsity=0.5\n")
+
+
+def test_analysis_entry_points(tmp_path):
+    """``python -m analysis.X`` runs ``gnn-search X``: same parser, same one-line errors."""
+    for command in ("report", "export", "compare"):
+        proc = subprocess.run([sys.executable, "-m", f"analysis.{command}", "--help"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and proc.stdout.startswith(f"usage: gnn-search {command}")
+        assert "--tracking-uri" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "analysis.pareto", "--experiment", "nope"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("gnn-search pareto: error: no MLflow database at")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_analysis_keeps_the_search_settings(tmp_path):
+    """analysis/ cannot import search/: its copies of the MLflow settings, the default
+    tracking URI and the one-line error rule must stay the same as search's."""
+    from analysis.cli import first_line as analysis_first_line
+    from analysis.env import MLFLOW_ENV
+    from analysis.env import bypass_proxy_for_loopback as analysis_bypass
+    from analysis.load import default_tracking_uri as analysis_uri
+    from search.env import QUIET_ENV, bypass_proxy_for_loopback
+    from search.errors import first_line
+    from search.tracking import default_tracking_uri
+
+    assert {k: v for k, v in QUIET_ENV.items() if k.startswith("MLFLOW_")} == MLFLOW_ENV
+    for environ in ({}, {"http_proxy": "http://p:1"}, {"HTTPS_PROXY": "http://p:1",
+                    "NO_PROXY": "corp,localhost"}, {"http_proxy": "x", "no_proxy": "*"}):
+        ours, theirs = dict(environ), dict(environ)
+        analysis_bypass(ours)
+        bypass_proxy_for_loopback(theirs)
+        assert ours == theirs
+    assert analysis_uri(tmp_path) == default_tracking_uri(tmp_path)
+    for err in (KeyError("unknown metric 'x'"), ValueError("\n first\nsecond"), ValueError(),
+                ConnectionError("away")):
+        assert analysis_first_line(err) == first_line(err)
 
 
 BAD_INPUT = [

@@ -1,0 +1,231 @@
+"""The analysis commands: ``pareto``, ``report``, ``export`` and ``compare``.
+
+``gnn-search`` offers them: ``search/cli.py`` adds their parsers (``add_*`` here) and
+dispatches through :data:`COMMANDS`. ``python -m analysis.<command>`` runs them through
+:func:`main` here, without the rest of gnn-search. Light at import (argparse only): the
+work is imported when a command runs. Nothing here imports search/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis.columns import FORMATS
+
+DEFAULT_OBJECTIVES = "val_acc:max,size_bytes:min"
+# What a command reports as one line "gnn-search COMMAND: error: ..." and exit code 2
+# (StorageError, a damaged model file, is a ValueError).
+ERRORS = (ValueError, KeyError, FileNotFoundError, ConnectionError, ArithmeticError)
+
+
+def add_tracking_uri(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
+                   "sqlite:///<cwd>/mlflow.db)")
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    """Which finished trials an analysis command reads, and how it judges them."""
+    p.add_argument("--experiment", action="append", required=True, metavar="NAME",
+                   help="experiment (search) name; repeat to merge several")
+    add_tracking_uri(p)
+    p.add_argument("--objectives", help="METRIC:max|min,... (default: the search's own "
+                   "objectives)")
+    p.add_argument("--constraint", action="append", default=[], metavar="EXPR",
+                   help='keep only trials meeting EXPR, e.g. "val_acc>=0.80" (repeatable)')
+
+
+def add_pareto(sub) -> None:
+    pareto = sub.add_parser("pareto", help="Pareto-optimal trials of finished searches",
+                            description="Non-dominated finished trials of one or more "
+                                        "experiments, read from MLflow.")
+    _add_selection(pareto)
+    pareto.add_argument("--format", choices=FORMATS, default="table",
+                        help="output format (default: table)")
+    pareto.add_argument("--out", help="also write the front as CSV to this file")
+
+
+def add_report(sub) -> None:
+    report = sub.add_parser("report", help="self-contained HTML report (+ PNG figures)",
+                            description="Pareto plots with the baseline, an interactive "
+                                        "front, parallel coordinates, parameter importances "
+                                        "and tables; also logged to the search's parent run.")
+    _add_selection(report)
+    report.add_argument("--out", required=True, help="folder for index.html and the PNGs")
+    report.add_argument("--no-log", action="store_true",
+                        help="do not log the report to the search's parent MLflow run")
+
+
+def add_export(sub) -> None:
+    export = sub.add_parser("export", help="write a trial's compressed model and its config",
+                            description="Copy a trial's model file out of MLflow, with a JSON "
+                                        "sidecar (config, metrics). Load it with "
+                                        "trainables.load_compressed.")
+    export.add_argument("--run-id", required=True, help="the trial's MLflow run id")
+    export.add_argument("--out", required=True, help="model file to write (e.g. model.gnnz)")
+    add_tracking_uri(export)
+
+
+def add_compare(sub) -> None:
+    compare = sub.add_parser("compare", help="hypervolume and Pareto coverage of searches",
+                             description="Hypervolume (one shared reference point) and "
+                                         "coverage C(A, B) between the fronts of searches.")
+    compare.add_argument("--experiments", nargs="+", required=True, metavar="NAME",
+                         help="two or more experiment names")
+    add_tracking_uri(compare)
+    compare.add_argument("--objectives", help="METRIC:max|min,... (default: the first "
+                         "search's own)")
+    compare.add_argument("--format", choices=FORMATS, default="table")
+
+
+def add_commands(sub) -> None:
+    """Add the four analysis subcommands to ``sub`` (an ``add_subparsers`` result)."""
+    for add in (add_pareto, add_report, add_export, add_compare):
+        add(sub)
+
+
+def _tracking_uri(args) -> str:
+    from analysis.load import default_tracking_uri
+
+    return args.tracking_uri or default_tracking_uri()
+
+
+def _search_objectives(experiments: list[str], tracking_uri: str) -> str:
+    """The objectives the (latest) search in these experiments optimized."""
+    from analysis.load import load_searches
+
+    searches = load_searches(experiments, tracking_uri)
+    recorded = searches["objectives"].dropna() if "objectives" in searches else []
+    return recorded.iloc[0] if len(recorded) else DEFAULT_OBJECTIVES
+
+
+def finished_trials(experiments: list[str], tracking_uri: str, objectives_text: str | None):
+    """Finished trials of ``experiments`` and the objectives to judge them by, or a one-line
+    error (no finished trials, unknown metric)."""
+    from analysis.load import load_trials
+    from analysis.pareto import parse_objectives
+
+    trials = load_trials(experiments, tracking_uri)
+    if trials.frame.empty:
+        raise ValueError(
+            f"no finished trials in {', '.join(experiments)} "
+            f"(left out: {trials.excluded or 'none'})"
+        )
+    objectives = parse_objectives(objectives_text or _search_objectives(experiments,
+                                                                        tracking_uri))
+    unknown = [m for m in objectives if m not in trials.frame.columns]
+    if unknown:
+        metrics = sorted(c for c in trials.frame.columns if trials.frame[c].dtype.kind == "f")
+        raise ValueError(f"unknown metric {unknown[0]!r} in --objectives; available: "
+                         f"{', '.join(metrics)}")
+    return trials, objectives
+
+
+def cmd_pareto(args) -> int:
+    from analysis.pareto import analyze, parse_constraint
+    from analysis.report import pareto_table, render
+
+    constraints = [parse_constraint(c) for c in args.constraint]
+    tracking_uri = _tracking_uri(args)
+    trials, objectives = finished_trials(args.experiment, tracking_uri, args.objectives)
+    result = analyze(trials.frame, objectives, constraints)
+    table = pareto_table(result.front, objectives, result.knee)
+    shown = table.assign(knee=table["knee"].map({True: "*", False: ""})) if (
+        args.format == "table") else table
+    print(render(shown, args.format))
+    if args.format == "table":
+        left = ", ".join(f"{n} {s}" for s, n in trials.excluded.items()) or "none"
+        print(f"\n{len(table)} Pareto-optimal of {len(result.feasible)} trials meeting "
+              f"{len(constraints)} constraint(s), {len(trials.frame)} finished (not finished, "
+              f"left out: {left}); knee marked *; hypervolume {result.hypervolume:.6g} "
+              "against reference "
+              + ", ".join(f"{m}={v:.6g}" for m, v in result.reference.items()), file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(render(table, "csv"))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from analysis.load import load_searches
+    from analysis.pareto import parse_constraint
+    from analysis.report import build_report
+
+    constraints = [parse_constraint(c) for c in args.constraint]
+    tracking_uri = _tracking_uri(args)
+    trials, objectives = finished_trials(args.experiment, tracking_uri, args.objectives)
+    searches = load_searches(args.experiment, tracking_uri)
+    out = Path(args.out).resolve()
+    path = build_report(trials.frame, trials.excluded, searches, objectives, out, constraints,
+                        title=f"Search report: {', '.join(args.experiment)}")
+    if not args.no_log and not searches.empty:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        for run_id in searches["run_id"]:
+            client.log_artifacts(run_id, str(out), artifact_path="report")
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from analysis.export import export_run
+
+    model, sidecar = export_run(args.run_id, _tracking_uri(args), args.out)
+    print(f"model: {model} ({model.stat().st_size} bytes)\nconfig and metrics: {sidecar}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from analysis.compare import compare_fronts
+    from analysis.report import render
+
+    if len(args.experiments) < 2:
+        raise ValueError(f"--experiments needs at least two names, got {args.experiments}")
+    tracking_uri = _tracking_uri(args)
+    _, objectives = finished_trials(args.experiments[:1], tracking_uri, args.objectives)
+    frames = {}
+    for name in args.experiments:
+        trials, _ = finished_trials([name], tracking_uri, ",".join(
+            f"{m}:{d}" for m, d in objectives.items()))
+        frames[name] = trials.frame
+    table, reference = compare_fronts(frames, objectives)
+    print(render(table, args.format))
+    if args.format == "table":
+        print("\nreference point: " + ", ".join(f"{m}={v:.6g}" for m, v in reference.items())
+              + "; 'covers X' = fraction of X's front weakly dominated by this front",
+              file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"pareto": cmd_pareto, "report": cmd_report, "export": cmd_export,
+            "compare": cmd_compare}
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of ``err``'s message (a KeyError's own text, unquoted; its
+    type's name when it has none): the rule of ``search.errors.first_line``."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(err).__name__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The analysis commands alone, named as ``gnn-search`` names them."""
+    parser = argparse.ArgumentParser(prog="gnn-search",
+                                     description="Analyse finished searches read from MLflow.")
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m analysis.<command> ...``: the same as ``gnn-search <command> ...``."""
+    from analysis.env import apply_mlflow_env
+
+    apply_mlflow_env()  # before MLflow is imported
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ERRORS as err:
+        print(f"gnn-search {args.command}: error: {first_line(err)}", file=sys.stderr)
+        return 2
