@@ -12,3 +12,12 @@ def first_line(err: BaseException, with_type: bool = False, limit: int | None = 
     if with_type:
         line = f"{type(err).__name__}: {line}".rstrip(": ").rstrip()
     return line[:limit] if limit is not None else line
+
+
+def last_line(error: BaseException | str | None, default: str = "unknown error",
+              limit: int = 4000) -> str:
+    """The last non-empty line of an error or a traceback's text (where Python puts the
+    exception's message); ``default`` when there is none."""
+    text = str(error or "").strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else default

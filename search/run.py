@@ -18,9 +18,11 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import ray
 from mlflow.tracking import MlflowClient
@@ -198,117 +200,176 @@ def _trainable(settings: SearchSettings, task, baseline: Baseline, cpus: int):
     )
 
 
-def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
-    """Run a new search to completion; every trial ends up as a child run in MLflow."""
-    from ray.tune.search import BasicVariantGenerator
+class _Started(NamedTuple):
+    """What a search has once Ray runs and its data and baseline are loaded."""
 
-    from search.early_stopping import BucketMedianStopping
-    from search.searcher import ObjectiveSearch
+    task: Any
+    baseline: Baseline
+    cached: bool  # the baseline came from the cache
+    cpus: int  # the cluster's CPUs
 
-    check_settings(settings)
-    sampler = settings.sampler or space.sampler
-    client = MlflowClient(settings.tracking_uri)
-    existing = client.get_experiment_by_name(settings.name)
-    if existing is not None and client.search_runs([existing.experiment_id], max_results=1):
-        raise ValueError(f"an MLflow experiment named {settings.name!r} already exists in "
-                         f"{settings.tracking_uri} with runs; choose another --name, or "
-                         f"continue it with --resume {settings.name}")
+
+@contextmanager
+def _started(space: SearchSpace, settings: SearchSettings,
+             baseline_key: str | None = None) -> Iterator[_Started]:
+    """The set-up a new and a resumed search share, after their checks: Ray started or
+    joined, data and baseline loaded (a resumed search needs the ``baseline_key`` it ran
+    with); Ray stops when the search ends, however it ends."""
     try:
         # On a cluster, Ray first: one too small for --concurrency is refused before any data
         # or baseline work. Here, data first: a missing dataset is refused without Ray.
         cpus = _init_ray(settings) if settings.address else 0
         task, baseline, cached = prepare(space, settings)
+        if baseline_key is not None and baseline.key != baseline_key:
+            raise ValueError(f"the FP32 baseline of search {settings.name!r} changed (key "
+                             f"{baseline_key} -> {baseline.key}); resume with the "
+                             "--cache-dir it ran with")
         cpus = cpus or _init_ray(settings)
-        experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
-
-        search_run = SearchRun(
-            client, experiment_id, settings.name,
-            params={
-                "space": Path(space.source).name, "task": space.task, "model": space.model.name,
-                "dataset": space.dataset.name, "sampler": sampler,
-                "warm_start": settings.warm_start,
-                "objectives": ",".join(f"{m}:{d}" for m, d in space.objectives.items()),
-                "trials": settings.trials, "concurrency": settings.concurrency,
-                "paper_grid": settings.paper_grid, "early_stopping": settings.early_stopping,
-                "seed": settings.seed, "baseline.key": baseline.key,
-                "baseline.epochs": space.baseline.epochs,
-                "baseline.folds": len(baseline.folds or [baseline]),
-            },
-            tags={"gnn_search.baseline_cached": str(cached)},
-        )
-        search_run.log_metrics({f"baseline_{k}": v for k, v in baseline.metrics.items()})
-        search_run.log_artifact(space.source)
-        for fold in baseline.folds or [baseline]:  # the FP32 model(s) every trial starts from
-            search_run.log_artifact(fold.settings["path"], "baseline")
-        status = "FAILED"
-        try:
-            grid = _grid(space, settings)
-            if grid is not None:
-                searcher = BasicVariantGenerator(points_to_evaluate=grid,
-                                                 max_concurrent=settings.concurrency)
-                # Tune needs every key in param_space; a point leaves out what does not apply.
-                param_space = {key: None for point in grid for key in point}
-                num_samples = len(grid)
-            else:
-                searcher = ObjectiveSearch(
-                    space=space.define_by_run,
-                    metric=space.metrics,
-                    mode=space.modes,
-                    sampler=make_sampler(sampler, settings.seed, settings.trials),
-                    points_to_evaluate=space.warm_start_points() if settings.warm_start
-                    else None,
-                )
-                num_samples = settings.trials
-                param_space = None
-            scheduler = BucketMedianStopping(task.search_metric, "max") if (
-                settings.early_stopping) else None
-            reporter = tune.CLIReporter(
-                metric_columns=[*space.metrics, *space.reported],
-                parameter_columns=["prune.method", "prune.sparsity", "quant.method",
-                                   "quant.bits", "finetune.epochs"],
-                max_report_frequency=30,
-                print_intermediate_tables=False,
-            )
-            tuner = tune.Tuner(
-                _trainable(settings, task, baseline, cpus),
-                param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    scheduler=scheduler,
-                    num_samples=num_samples,
-                    max_concurrent_trials=None if param_space else settings.concurrency,
-                    reuse_actors=True,  # ~0.35 s instead of ~1.5 s per trial, no re-import
-                    trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
-                ),
-                run_config=tune.RunConfig(
-                    name=settings.name,
-                    storage_path=str(settings.storage),
-                    callbacks=[MlflowTrialCallback(settings.tracking_uri, experiment_id,
-                                                   search_run.run_id, settings.name),
-                               NoRetryOnTrialError(), JsonLoggerCallback(),
-                               CSVLoggerCallback()],
-                    verbose=1 if settings.progress else 0,
-                    progress_reporter=reporter if settings.progress else None,
-                    # lost workers and nodes: retry the trial (from scratch)
-                    failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                    # a finished trial's checkpoint forces a save of the experiment state
-                    # (trials + Optuna study), so a killed driver loses no finished trial
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                ),
-            )
-            _save_search(space, settings, experiment_id, search_run.run_id, baseline.key)
-            outcome = _fit(tuner, settings, search_run, baseline)
-            status = "FINISHED"  # sync_search ended the parent run (or MLflow is away)
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
-            if status != "FINISHED":
-                search_run.end(status)
+        yield _Started(task, baseline, cached, cpus)
     finally:
         if ray.is_initialized():
             ray.shutdown()
+
+
+def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
+    """Run a new search to completion; every trial ends up as a child run in MLflow."""
+    check_settings(settings)
+    client = MlflowClient(settings.tracking_uri)
+    _check_new_experiment(client, settings)
+    with _started(space, settings) as started:
+        search_run = _open_search_run(client, space, settings, started)
+        return _run_new(space, settings, started, search_run)
+
+
+def _check_new_experiment(client: MlflowClient, settings: SearchSettings) -> None:
+    """A new search needs a name no MLflow experiment with runs has."""
+    existing = client.get_experiment_by_name(settings.name)
+    if existing is not None and client.search_runs([existing.experiment_id], max_results=1):
+        raise ValueError(f"an MLflow experiment named {settings.name!r} already exists in "
+                         f"{settings.tracking_uri} with runs; choose another --name, or "
+                         f"continue it with --resume {settings.name}")
+
+
+def _open_search_run(client: MlflowClient, space: SearchSpace, settings: SearchSettings,
+                     started: _Started) -> SearchRun:
+    """The search's parent run: its settings as params, the baseline's metrics, the space
+    file and the FP32 model(s) every trial starts from as artifacts."""
+    baseline = started.baseline
+    experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
+    search_run = SearchRun(
+        client, experiment_id, settings.name,
+        params={
+            "space": Path(space.source).name, "task": space.task, "model": space.model.name,
+            "dataset": space.dataset.name, "sampler": settings.sampler or space.sampler,
+            "warm_start": settings.warm_start,
+            "objectives": ",".join(f"{m}:{d}" for m, d in space.objectives.items()),
+            "trials": settings.trials, "concurrency": settings.concurrency,
+            "paper_grid": settings.paper_grid, "early_stopping": settings.early_stopping,
+            "seed": settings.seed, "baseline.key": baseline.key,
+            "baseline.epochs": space.baseline.epochs,
+            "baseline.folds": len(baseline.folds or [baseline]),
+        },
+        tags={"gnn_search.baseline_cached": str(started.cached)},
+    )
+    search_run.log_metrics({f"baseline_{k}": v for k, v in baseline.metrics.items()})
+    search_run.log_artifact(space.source)
+    for fold in baseline.folds or [baseline]:
+        search_run.log_artifact(fold.settings["path"], "baseline")
+    return search_run
+
+
+def _run_new(space: SearchSpace, settings: SearchSettings, started: _Started,
+             search_run: SearchRun) -> SearchOutcome:
+    """Build the tuner, save what --resume needs, run. The parent run ends FAILED (KILLED
+    on Ctrl-C) unless the search finished: then sync has ended it (or MLflow is away)."""
+    status = "FAILED"
+    try:
+        tuner = _new_tuner(space, settings, started, search_run)
+        _save_search(space, settings, search_run.experiment_id, search_run.run_id,
+                     started.baseline.key)
+        outcome = _fit(tuner, settings, search_run, started.baseline)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if status != "FINISHED":
+            search_run.end(status)
     return outcome
+
+
+def _param_space(grid: list[dict[str, Any]]) -> dict[str, None]:
+    """Tune needs every key in param_space; a grid point leaves out what does not apply."""
+    return {key: None for point in grid for key in point}
+
+
+def _search_alg(space: SearchSpace, settings: SearchSettings):
+    """Tune's search algorithm, its param_space and its number of samples: a grid
+    (--paper-grid, bench points) or Optuna."""
+    from ray.tune.search import BasicVariantGenerator
+
+    from search.searcher import ObjectiveSearch
+
+    grid = _grid(space, settings)
+    if grid is not None:
+        searcher = BasicVariantGenerator(points_to_evaluate=grid,
+                                         max_concurrent=settings.concurrency)
+        return searcher, _param_space(grid), len(grid)
+    searcher = ObjectiveSearch(
+        space=space.define_by_run,
+        metric=space.metrics,
+        mode=space.modes,
+        sampler=make_sampler(settings.sampler or space.sampler, settings.seed, settings.trials),
+        points_to_evaluate=space.warm_start_points() if settings.warm_start else None,
+    )
+    return searcher, None, settings.trials
+
+
+def _new_tuner(space: SearchSpace, settings: SearchSettings, started: _Started,
+               search_run: SearchRun) -> tune.Tuner:
+    """A new search's tuner: the trainable, the search algorithm, early stopping if asked,
+    MLflow tracking, retries of lost workers, and saves that --resume continues from."""
+    from search.early_stopping import BucketMedianStopping
+
+    searcher, param_space, num_samples = _search_alg(space, settings)
+    scheduler = BucketMedianStopping(started.task.search_metric, "max") if (
+        settings.early_stopping) else None
+    return tune.Tuner(
+        _trainable(settings, started.task, started.baseline, started.cpus),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=None if param_space else settings.concurrency,
+            reuse_actors=True,  # ~0.35 s instead of ~1.5 s per trial, no re-import
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=settings.name,
+            storage_path=str(settings.storage),
+            callbacks=[MlflowTrialCallback(settings.tracking_uri, search_run.experiment_id,
+                                           search_run.run_id, settings.name),
+                       NoRetryOnTrialError(), JsonLoggerCallback(), CSVLoggerCallback()],
+            verbose=1 if settings.progress else 0,
+            progress_reporter=_reporter(space) if settings.progress else None,
+            # lost workers and nodes: retry the trial (from scratch)
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            # a finished trial's checkpoint forces a save of the experiment state
+            # (trials + Optuna study), so a killed driver loses no finished trial
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+
+
+def _reporter(space: SearchSpace) -> tune.CLIReporter:
+    return tune.CLIReporter(
+        metric_columns=[*space.metrics, *space.reported],
+        parameter_columns=["prune.method", "prune.sparsity", "quant.method", "quant.bits",
+                           "finetune.epochs"],
+        max_report_frequency=30,
+        print_intermediate_tables=False,
+    )
 
 
 def _save_search(space: SearchSpace, settings: SearchSettings, experiment_id: str,
@@ -385,29 +446,19 @@ def resume_search(name: str, storage_location: str | Path, address: str | None =
     if not tune.Tuner.can_restore(path):
         raise ValueError(f"search {name!r} stopped before Tune saved its state; nothing to "
                          "resume: start it again under a new --name")
-    try:
-        cpus = _init_ray(settings) if settings.address else 0  # as in run_search
-        task, baseline, _ = prepare(space, settings)
-        if baseline.key != saved["baseline_key"]:
-            raise ValueError(f"the FP32 baseline of search {name!r} changed (key "
-                             f"{saved['baseline_key']} -> {baseline.key}); resume with the "
-                             "--cache-dir it ran with")
-        cpus = cpus or _init_ray(settings)
+    with _started(space, settings, saved["baseline_key"]) as started:
         client = MlflowClient(settings.tracking_uri)
         search_run = SearchRun.reopen(client, saved["experiment_id"], saved["parent_run_id"])
         resumes = client.get_run(search_run.run_id).data.metrics.get("search_resumes", 0)
         search_run.log_metrics({"search_resumes": resumes + 1})
         grid = _grid(space, settings)
         tuner = tune.Tuner.restore(
-            path, _trainable(settings, task, baseline, cpus),
+            path, _trainable(settings, started.task, started.baseline, started.cpus),
             resume_unfinished=True,  # running trials start again
             resume_errored=False, restart_errored=False,  # failed trials stay failed
-            param_space={key: None for point in grid for key in point} if grid else None,
+            param_space=_param_space(grid) if grid else None,
         )
-        return _fit(tuner, settings, search_run, baseline)
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
+        return _fit(tuner, settings, search_run, started.baseline)
 
 
 def _artifact_root(settings: SearchSettings) -> Path | None:

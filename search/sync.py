@@ -21,18 +21,16 @@ from mlflow.tracking import MlflowClient
 
 from analysis.load import ROLE_TAG, SEARCH_TAG
 from search import tune_storage
-from search.early_stopping import EARLY_STOPPED_TAG
-from search.errors import first_line
+from search.errors import first_line, last_line
 from search.tracking import (
     ATTEMPTS_TAG,
     DONE_STATUSES,
     ERROR_KEY,
-    ERROR_TAG,
     SearchRun,
     artifact_root,
     create_trial_run,
+    end_trial_run,
     history_metrics,
-    log_record,
     open_experiment,
     read_record,
     trial_runs,
@@ -64,8 +62,7 @@ def _error_message(trial) -> str:
         return str(reported)
     fs = trial.storage.storage_filesystem
     lines = tune_storage.read_lines(fs, f"{trial.storage.trial_fs_path}/error.txt")
-    lines = [line for line in lines if line.strip() and not line.startswith("Failure #")]
-    return lines[-1][:4000] if lines else "unknown error"
+    return last_line("\n".join(line for line in lines if not line.startswith("Failure #")))
 
 
 def _reported_epochs(trial) -> list[dict[str, Any]]:
@@ -129,27 +126,23 @@ def _write_trial(client: MlflowClient, experiment_id: str, parent_id: str, name:
     """One ended trial as a complete run."""
     run_id = create_trial_run(client, experiment_id, parent_id, name, trial.trial_id,
                               trial.config, attempts, tags={"gnn_search.synced": "true"})
-    if outcome == "finished":
-        checkpoint = trial.checkpoint
-        if checkpoint is not None:
-            with checkpoint.as_directory() as folder:
-                record = read_record(folder)
-                if record is not None:
-                    log_record(client, run_id, record, Path(folder), set())
-                    return
-        last = trial.last_result or {}  # no record: the final report is all there is
-        record = {"metrics": last, "tags": last.get("tags") or {}, "history": []}
-        log_record(client, run_id, record, None, set())
-    elif outcome == "stopped":
-        now = int(time.time() * 1000)
-        metrics = history_metrics(_reported_epochs(trial), now)
-        for i in range(0, len(metrics), 1000):
-            client.log_batch(run_id, metrics=metrics[i:i + 1000])
-        client.set_tag(run_id, EARLY_STOPPED_TAG, "true")
-        client.set_terminated(run_id, "KILLED")
-    else:
-        client.set_tag(run_id, ERROR_TAG, _error_message(trial))
-        client.set_terminated(run_id, "FAILED")
+    if outcome == "stopped":
+        metrics = history_metrics(_reported_epochs(trial), int(time.time() * 1000))
+        end_trial_run(client, run_id, "stopped", metrics=metrics)
+        return
+    if outcome == "failed":
+        end_trial_run(client, run_id, "failed", error=_error_message(trial))
+        return
+    checkpoint = trial.checkpoint
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            record = read_record(folder)
+            if record is not None:
+                end_trial_run(client, run_id, "finished", record=record, model_dir=Path(folder))
+                return
+    last = trial.last_result or {}  # no record: the final report is all there is
+    record = {"metrics": last, "tags": last.get("tags") or {}, "history": []}
+    end_trial_run(client, run_id, "finished", record=record)
 
 
 def sync_search(name: str, storage_location: str, tracking_uri: str | None = None,

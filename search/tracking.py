@@ -15,7 +15,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from ray.tune import Callback
 
 from analysis.load import ROLE_TAG, SEARCH_TAG
 from search.early_stopping import EARLY_STOPPED_TAG
+from search.errors import last_line
 from search.trial import ERROR_KEY, RECORD_FILE
 
 PARENT_TAG = "mlflow.parentRunId"  # what nests runs in the MLflow UI
@@ -169,10 +170,40 @@ def record_metrics(record: dict[str, Any], now: int) -> list[Metric]:
         Metric(k, v, now, final_step) for k, v in _numeric(record["metrics"]).items()]
 
 
-def log_record(client: MlflowClient, run_id: str, record: dict[str, Any],
-               model_dir: Path | None, logged: set[tuple[str, int]]) -> None:
-    """Write a finished trial (what ``logged`` says MLflow has already is skipped), its model
-    files, and end the run FINISHED."""
+TRIAL_STATUSES = {"finished": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
+
+
+def end_trial_run(client: MlflowClient, run_id: str, outcome: str, *,
+                  metrics: Iterable[Metric] = (), record: dict[str, Any] | None = None,
+                  model_dir: Path | None = None, error: str | None = None,
+                  logged: Collection[tuple[str, int]] = ()) -> None:
+    """How a trial's run ends in MLflow, live (:class:`MlflowTrialCallback`) or caught up
+    from Tune's storage (:mod:`search.sync`): ``metrics`` are written first, then by
+    ``outcome`` (:data:`TRIAL_STATUSES`):
+
+    - ``finished``: the trial's ``record`` (per-epoch and final metrics, skipping what
+      ``logged`` says MLflow has already; its tags) and its model files from
+      ``model_dir``; FINISHED.
+    - ``stopped`` (early stopping): the early-stopped tag; KILLED.
+    - ``failed``: ``error`` as the error tag; FAILED.
+    """
+    if outcome not in TRIAL_STATUSES:
+        raise ValueError(f"unknown trial outcome {outcome!r}; allowed: "
+                         f"{', '.join(TRIAL_STATUSES)}")
+    for batch in _chunks(list(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(run_id, metrics=batch)
+    if outcome == "finished":
+        _log_record(client, run_id, record, model_dir, logged)
+    elif outcome == "stopped":
+        client.set_tag(run_id, EARLY_STOPPED_TAG, "true")
+    else:
+        client.set_tag(run_id, ERROR_TAG, error)
+    client.set_terminated(run_id, TRIAL_STATUSES[outcome])
+
+
+def _log_record(client: MlflowClient, run_id: str, record: dict[str, Any],
+                model_dir: Path | None, logged: Collection[tuple[str, int]]) -> None:
+    """A finished trial's metrics, tags and model files."""
     now = int(time.time() * 1000)
     metrics = [m for m in record_metrics(record, now) if (m.key, m.step) not in logged]
     for batch in _chunks(metrics, 1000):  # MLflow's batch limit
@@ -184,21 +215,12 @@ def log_record(client: MlflowClient, run_id: str, record: dict[str, Any],
         for path in sorted(model_dir.iterdir()):
             if path.is_file() and path.name != RECORD_FILE:
                 client.log_artifact(run_id, str(path), artifact_path="model")
-    client.set_terminated(run_id, "FINISHED")
 
 
 def read_record(folder: str | Path) -> dict[str, Any] | None:
     """The record a finished trial saved beside its model (None: it saved none)."""
     path = Path(folder) / RECORD_FILE
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _last_line(error: BaseException | str | None, default: str = "unknown error",
-                limit: int = 4000) -> str:
-    """The last non-empty line of an error (where Python puts the exception's message)."""
-    text = str(error or "").strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1][:limit] if lines else default
 
 
 class MlflowTrialCallback(Callback):
@@ -246,15 +268,15 @@ class MlflowTrialCallback(Callback):
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
-    def _guard(self, fn, *args) -> Any:
+    def _guard(self, fn, *args, **kwargs) -> Any:
         """Run MLflow writes; when MLflow fails, stop writing for the rest of the search (the
         trials go on; ``gnn-search sync`` writes what is missing from Tune's storage)."""
         if self.offline is not None:
             return None
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except Exception as err:  # any store or network failure: never stop the search
-            self.offline = f"{type(err).__name__}: {_last_line(err, limit=300)}"
+            self.offline = f"{type(err).__name__}: {last_line(err, limit=300)}"
             print(f"warning: MLflow at {self.tracking_uri} failed ({self.offline}); trials go "
                   "on and their results stay in Tune's storage; they are written to MLflow "
                   f"when the search ends or by `gnn-search sync {self.search_name}`",
@@ -335,51 +357,46 @@ class MlflowTrialCallback(Callback):
         started = time.perf_counter()
         checkpoint = trial.checkpoint  # early-stopped trials have none
         if checkpoint is None:
-            self._guard(self._stopped_early, trial, started)
+            self._guard(self._end, trial, "stopped", started)
         else:
             with checkpoint.as_directory() as folder:
                 record = read_record(folder)
                 if record is None:
-                    self._guard(self._stopped_early, trial, started)
+                    self._guard(self._end, trial, "stopped", started)
                 else:
-                    self._guard(self._finished, trial, record, Path(folder), started)
+                    self._guard(self._end, trial, "finished", started, record=record,
+                                model_dir=Path(folder))
         self._done.add(trial_id)
 
-    def _finished(self, trial, record: dict[str, Any], model_dir: Path, started: float) -> None:
+    def _end(self, trial, outcome: str, started: float | None = None,
+             record: dict[str, Any] | None = None, model_dir: Path | None = None,
+             error: str | None = None) -> None:
+        """Write what is pending and end the trial's run (:func:`end_trial_run`); a trial
+        that ran to its end (``started`` given) also gets the driver's time tracking it."""
         run_id = self._run_id(trial)
         self._flush(trial.trial_id)
-        self._timed(trial.trial_id, started)
-        self.client.log_metric(run_id, "tracking_s", self._seconds.pop(trial.trial_id, 0.0))
-        log_record(self.client, run_id, record, model_dir, self._logged[trial.trial_id])
-
-    def _stopped_early(self, trial, started: float) -> None:
-        run_id = self._run_id(trial)
-        self._flush(trial.trial_id)
-        self._timed(trial.trial_id, started)
-        self.client.log_metric(run_id, "tracking_s", self._seconds.pop(trial.trial_id, 0.0))
-        self.client.set_tag(run_id, EARLY_STOPPED_TAG, "true")
-        self.client.set_terminated(run_id, "KILLED")
+        metrics = []
+        if started is not None:
+            self._timed(trial.trial_id, started)
+            metrics = [Metric("tracking_s", self._seconds.pop(trial.trial_id, 0.0),
+                              int(time.time() * 1000), 0)]
+        end_trial_run(self.client, run_id, outcome, metrics=metrics, record=record,
+                      model_dir=model_dir, error=error, logged=self._logged[trial.trial_id])
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         trial_id = trial.trial_id
         if trial_id in self._done:
             return
-        message = self._errors.pop(trial_id, None) or _last_line(trial.get_error())
-        self._guard(self._failed, trial, message)
+        message = self._errors.pop(trial_id, None) or last_line(trial.get_error())
+        self._guard(self._end, trial, "failed", error=message)
         self._seconds.pop(trial_id, None)
         self._done.add(trial_id)
-
-    def _failed(self, trial, message: str) -> None:
-        run_id = self._run_id(trial)
-        self._flush(trial.trial_id)
-        self.client.set_tag(run_id, ERROR_TAG, message)
-        self.client.set_terminated(run_id, "FAILED")
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         """Tune retries the trial from scratch (a lost node or worker): its next attempt
         gets a fresh run; this attempt's partial run is deleted."""
         trial_id = trial.trial_id
-        self._retried[trial_id] = _last_line(trial.get_error(), "lost worker")
+        self._retried[trial_id] = last_line(trial.get_error(), "lost worker")
         self._errors.pop(trial_id, None)
         run_id = self._runs.pop(trial_id, None)
         self._pending.pop(trial_id, None)
