@@ -249,6 +249,7 @@ def message_passing_layers(model: nn.Module) -> dict[str, nn.Module]:
             if isinstance(m, (SplineConv, MessagePassing))}
 
 
+# Which task each model fits is its task spec's `models` (trainables/tasks/).
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "spline": SplineNet,  # node classification
     "gcn": GCN,  # node classification
@@ -257,12 +258,6 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "gin": GIN,  # graph classification
     "graph_gcn": GraphGCN,  # graph classification
     "hgpsl": HGPSL,  # graph classification
-}
-# Which models fit which task (what their forward takes and returns).
-TASK_MODELS: dict[str, tuple[str, ...]] = {
-    "node_classification": ("spline", "gcn"),
-    "link_prediction": ("ness", "gae"),
-    "graph_classification": ("gin", "graph_gcn", "hgpsl"),
 }
 
 
