@@ -245,6 +245,12 @@ def compression_metrics(reloaded: nn.Module, c: Compression, size_bytes: int,
     }
 
 
+def stage_times(watch: measure.Stopwatch) -> dict[str, float]:
+    """Seconds per stage: ``finetune_s``, and ``time_<stage>_s`` for the others."""
+    return {("finetune_s" if stage == "finetune" else f"time_{stage}_s"): seconds
+            for stage, seconds in watch.seconds.items()}
+
+
 def trial_tags(path: Path, c: Compression, model_spec: dict[str, Any], task,
                cost_tags: dict[str, str], rss_scope: str) -> dict[str, str]:
     """How the figures were obtained."""
@@ -289,23 +295,16 @@ def _run_one(
         model_spec, quantized = convert(task, baseline, c)
     path = Path(out_dir) / MODEL_FILE
     meta = {"model": model_spec, "num_features": baseline.num_features,
-            "num_classes": baseline.num_classes, "config": config,
-            "baseline_key": baseline.key, "activation_quant": c.quantizer.activation_spec}
+            "num_classes": baseline.num_classes, "config": config, "baseline_key": baseline.key,
+            "activation_quant": c.quantizer.activation_spec}
     size_bytes, reloaded = save_and_reload(path, c, quantized, meta, watch)
     with watch.stage("evaluate"):
         scores = task.evaluate(reloaded)
     cost, cost_tags = measure.measure_inference(task.inference(reloaded), settings)
-    metrics = {
-        **scores,
-        **compression_metrics(reloaded, c, size_bytes, quantized, baseline),
-        **cost,
-        "peak_rss_mb": measure.peak_rss_mb(),
-        "finetune_best_epoch": float(best_epoch),
-        "finetune_s": watch.seconds["finetune"],
-        **{f"time_{stage}_s": seconds for stage, seconds in watch.seconds.items()
-           if stage != "finetune"},
-        "cycle_s": time.perf_counter() - started,
-    }
+    metrics = {**scores, **compression_metrics(reloaded, c, size_bytes, quantized, baseline),
+               **cost, "peak_rss_mb": measure.peak_rss_mb(),
+               "finetune_best_epoch": float(best_epoch), **stage_times(watch),
+               "cycle_s": time.perf_counter() - started}
     if trial_tracker is not None:
         metrics["trial_energy_j"] = measure.stop_joules(trial_tracker)
     tags = trial_tags(path, c, model_spec, task, cost_tags, rss_scope)
