@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from analysis.columns import FORMATS
+from trainables.errors import first_line
 
 DEFAULT_OBJECTIVES = "val_acc:max,size_bytes:min"
 # What a command reports as one line "gnn-search COMMAND: error: ..." and exit code 2
@@ -200,14 +201,6 @@ def cmd_compare(args) -> int:
 
 COMMANDS = {"pareto": cmd_pareto, "report": cmd_report, "export": cmd_export,
             "compare": cmd_compare}
-
-
-def first_line(err: BaseException) -> str:
-    """The first non-empty line of ``err``'s message (a KeyError's own text, unquoted; its
-    type's name when it has none): the rule of ``search.errors.first_line``."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[0].strip() if lines else type(err).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:

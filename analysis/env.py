@@ -1,8 +1,7 @@
 """The process environment of the analysis commands: MLflow quiet, loopback off any proxy.
 
-``python -m analysis.<command>`` applies it before MLflow is imported. These are the MLflow
-half of ``search/env.py``'s settings (which adds Ray's and Tune's); analysis cannot import
-search, and a test keeps the two the same.
+``python -m analysis.<command>`` applies it before MLflow is imported. ``search/env.py``
+adds Ray's and Tune's settings to these.
 """
 
 from __future__ import annotations

@@ -336,9 +336,9 @@ COMMANDS = {"run": cmd_run, "trial": cmd_trial, **analysis_cli.COMMANDS,
 def main(argv: list[str] | None = None) -> int:
     apply_quiet_env()
     args = build_parser().parse_args(argv)
-    from search.errors import first_line
     from spaces import SpaceError
     from trainables.data import DatasetMissingError
+    from trainables.errors import first_line
     from trainables.model_file import StorageError
 
     try:

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from search.env import QUIET_ENV
-from search.errors import first_line
+from trainables.errors import first_line
 
 ADDRESS_HELP = "auto, HOST:PORT (a cluster's GCS) or ray://HOST:PORT (Ray Client)"
 PACKAGES = ("search", "spaces", "trainables", "analysis")

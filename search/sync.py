@@ -21,7 +21,6 @@ from mlflow.tracking import MlflowClient
 
 from analysis.load import ROLE_TAG, SEARCH_TAG
 from search import tune_storage
-from search.errors import first_line, last_line
 from search.tracking import (
     ATTEMPTS_TAG,
     DONE_STATUSES,
@@ -35,6 +34,7 @@ from search.tracking import (
     read_record,
     trial_runs,
 )
+from trainables.errors import first_line, last_line
 
 
 @dataclass

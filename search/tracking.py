@@ -25,8 +25,8 @@ from ray.tune import Callback
 
 from analysis.load import ROLE_TAG, SEARCH_TAG
 from search.early_stopping import EARLY_STOPPED_TAG
-from search.errors import last_line
 from search.trial import ERROR_KEY, RECORD_FILE
+from trainables.errors import last_line
 
 PARENT_TAG = "mlflow.parentRunId"  # what nests runs in the MLflow UI
 TRIAL_TAG = "gnn_search.trial_id"  # Tune's trial id: one active run per trial id
@@ -40,12 +40,6 @@ _TUNE_KEYS = {
     "trial_id", "experiment_id", "checkpoint_dir_name", "should_checkpoint", "config",
     "experiment_tag", "epoch",
 }
-
-
-def default_tracking_uri(cwd: Path | None = None) -> str:
-    """``sqlite:////abs/path/mlflow.db`` in the current directory (absolute: Ray trials run
-    elsewhere)."""
-    return f"sqlite:///{((cwd or Path.cwd()) / 'mlflow.db').resolve()}"
 
 
 def artifact_root(tracking_uri: str) -> Path | None:

@@ -18,9 +18,9 @@ from typing import Any
 import ray
 from ray import tune
 
-from search.errors import first_line
 from trainables.baseline import Baseline
 from trainables.cycle import run_cycle
+from trainables.errors import first_line
 from trainables.measure import MeasureSettings
 
 ERROR_KEY = "gnn_search_error"  # a trial's failure message, reported just before it raises

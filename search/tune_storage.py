@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.fs
 
-from search.errors import first_line
+from trainables.errors import first_line
 
 SEARCH_FILE = "gnn_search.json"  # the search's settings, read by --resume and sync
 SPACE_FILE = "space.yaml"  # the space file the search started with

@@ -94,59 +94,6 @@ def test_analysis_entry_points(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_analysis_keeps_the_search_settings(tmp_path):
-    """analysis/ cannot import search/: its copies of the MLflow settings, the default
-    tracking URI and the one-line error rule must stay the same as search's."""
-    from analysis.cli import first_line as analysis_first_line
-    from analysis.env import MLFLOW_ENV
-    from analysis.env import bypass_proxy_for_loopback as analysis_bypass
-    from analysis.load import default_tracking_uri as analysis_uri
-    from search.env import QUIET_ENV, bypass_proxy_for_loopback
-    from search.errors import first_line
-    from search.tracking import default_tracking_uri
-
-    assert {k: v for k, v in QUIET_ENV.items() if k.startswith("MLFLOW_")} == MLFLOW_ENV
-    for environ in ({}, {"http_proxy": "http://p:1"}, {"HTTPS_PROXY": "http://p:1",
-                    "NO_PROXY": "corp,localhost"}, {"http_proxy": "x", "no_proxy": "*"}):
-        ours, theirs = dict(environ), dict(environ)
-        analysis_bypass(ours)
-        bypass_proxy_for_loopback(theirs)
-        assert ours == theirs
-    assert analysis_uri(tmp_path) == default_tracking_uri(tmp_path)
-    for err in (KeyError("unknown metric 'x'"), ValueError("\n first\nsecond"), ValueError(),
-                ConnectionError("away")):
-        assert analysis_first_line(err) == first_line(err)
-
-
-BAD_INPUT = [
-    (["trial", "--set", "prune.sparsity=1.5"],
-     "prune.sparsity='1.5' is not allowed; expected a number in [0.0, 1.0)"),
-    (["trial", "--set", "quant.bits=3"], "quant.bits='3' is not allowed; expected one of 4, 8"),
-    (["trial", "--set", "prune.method=lottery"], "prune.method='lottery' is not allowed"),
-    (["trial", "--set", "sparsity"], "--set 'sparsity' is not KEY=VALUE"),
-    (["trial", "--space", "missing.yaml"], "space file 'missing.yaml' not found"),
-    (["run", "--trials", "0"], "--trials must be >= 1, got 0"),
-    (["run", "--concurrency", "-1"], "--concurrency must be >= 1, got -1"),
-    (["pareto", "--experiment", "nope"], "no MLflow database at"),
-    (["trial", "--energy-window", "-1"], "energy window (--energy-window) must be in [0, 3600]"),
-    (["trial", "--energy-window", "inf"], "got inf"),
-    (["run", "--latency-threads", "0"], "latency threads (--latency-threads) must be >= 1"),
-    (["trial", "--set", "finetune.epochs=inf"], "finetune.epochs='inf' is not allowed"),
-]
-
-
-@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=lambda a: str(a)[:40])
-def test_bad_input_is_one_line(args, message, tmp_path, data_root, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GNN_SEARCH_DATA", str(data_root))
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert message in lines[0]
-    assert not (tmp_path / "mlflow.db").exists(), "bad input must not create a database"
-
-
 def test_missing_dataset_is_one_line(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -1,4 +1,4 @@
-"""How an error becomes the one line a user reads."""
+"""How an error becomes the one line a user reads (every package prints errors through it)."""
 
 from __future__ import annotations
 
