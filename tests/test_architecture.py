@@ -39,12 +39,14 @@ def project_modules(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class Import:
-    """``importer`` imports project module ``imported`` at ``path:line``."""
+    """``importer`` imports project module ``imported`` at ``path:line``; ``main_only``: under
+    ``if __name__ == "__main__":``, run only when the file is the script (``python -m``)."""
 
     importer: str
     imported: str
     path: Path
     line: int
+    main_only: bool = False
 
 
 def _longest_known(name: str, known: dict[str, Path]) -> str | None:
@@ -67,6 +69,32 @@ def _resolve_from(node: ast.ImportFrom, module: str, is_package: bool) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":`` (either way round)."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+            and len(node.test.ops) == 1 and isinstance(node.test.ops[0], ast.Eq)):
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    return {type(s) for s in sides} == {ast.Name, ast.Constant} and all(
+        s.id == "__name__" if isinstance(s, ast.Name) else s.value == "__main__" for s in sides)
+
+
+def _import_nodes(tree: ast.AST) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement at any depth, and whether only a ``__main__`` guard runs it."""
+    found = []
+    todo: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while todo:
+        node, main_only = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append((node, main_only))
+        if _is_main_guard(node):
+            todo += [(child, True) for child in node.body]
+            todo += [(child, main_only) for child in node.orelse]
+            continue
+        todo += [(child, main_only) for child in ast.iter_child_nodes(node)]
+    return sorted(found, key=lambda item: item[0].lineno)
+
+
 def imports_of(module: str, path: Path, known: dict[str, Path]) -> list[Import]:
     """Every import of a project module in ``path`` (any depth: functions, methods, ifs).
 
@@ -75,26 +103,30 @@ def imports_of(module: str, path: Path, known: dict[str, Path]) -> list[Import]:
     """
     is_package = path.name == "__init__.py"
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node, main_only in _import_nodes(ast.parse(path.read_text(), filename=str(path))):
         targets: list[str | None] = []
         if isinstance(node, ast.Import):
             targets = [_longest_known(alias.name, known) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
+        else:
             source = _resolve_from(node, module, is_package)
             for alias in node.names:
                 submodule = f"{source}.{alias.name}"
                 targets.append(submodule if submodule in known else _longest_known(source, known))
-        found += [Import(module, t, path, node.lineno) for t in targets if t and t != module]
+        found += [Import(module, t, path, node.lineno, main_only)
+                  for t in targets if t and t != module]
     return found
 
 
 def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, dict[str, Import]]:
-    """importer -> {imported: its first import statement} over the project's modules."""
+    """importer -> {imported: its first import statement} over the project's modules (the
+    first that is not under a ``__main__`` guard, where there is one)."""
     known = project_modules(root, packages)
     graph: dict[str, dict[str, Import]] = {name: {} for name in known}
     for name, path in known.items():
         for imp in imports_of(name, path, known):
-            graph[name].setdefault(imp.imported, imp)
+            first = graph[name].get(imp.imported)
+            if first is None or (first.main_only and not imp.main_only):
+                graph[name][imp.imported] = imp
     return graph
 
 
@@ -164,9 +196,24 @@ def _cycle_through(start: str, members: set[str], graph: dict[str, dict[str, Imp
     raise AssertionError(f"{start} is on no cycle")  # a component always holds one
 
 
+def _runtime(graph: dict[str, dict[str, Import]]) -> dict[str, dict[str, Import]]:
+    """The graph less ``__main__``-guarded imports: a module run as a script is ``__main__``,
+    a module of its own, so what it imports then cannot import it back."""
+    return {a: {b: imp for b, imp in edges.items() if not imp.main_only}
+            for a, edges in graph.items()}
+
+
+def import_groups(graph: dict[str, dict[str, Import]]) -> list[tuple[list[str], list[str]]]:
+    """Each group of modules that import each other, with one shortest cycle through its
+    first module (``[a, b, ..., a]``)."""
+    runtime = _runtime(graph)
+    return [(group, _cycle_through(group[0], set(group), runtime))
+            for group in _strongly_connected(runtime)]
+
+
 def import_cycles(graph: dict[str, dict[str, Import]]) -> list[list[str]]:
     """One cycle (``[a, b, ..., a]``) for each group of modules that import each other."""
-    return [_cycle_through(c[0], set(c), graph) for c in _strongly_connected(graph)]
+    return [cycle for _, cycle in import_groups(graph)]
 
 
 def describe_cycle(cycle: list[str], graph: dict[str, dict[str, Import]], root: Path) -> str:
@@ -232,9 +279,10 @@ def test_the_walk_sees_the_project():
 
 def test_no_import_cycles():
     graph = _project_graph()
-    cycles = import_cycles(graph)
-    assert not cycles, "import cycles among the project's modules:\n" + "\n".join(
-        describe_cycle(c, graph, REPO) for c in cycles)
+    groups = import_groups(graph)
+    assert not groups, "import cycles among the project's modules:\n" + "\n".join(
+        f"{len(group)} modules import each other ({', '.join(group)}), e.g. "
+        + describe_cycle(cycle, graph, REPO) for group, cycle in groups)
 
 
 def test_only_search_imports_search():
@@ -302,6 +350,21 @@ def test_importing_a_package_is_an_edge_to_its_init(tmp_path):
     graph = import_graph(_tree(tmp_path, files), ("low", "top"))
     assert "low" in graph["low.c"]
     assert import_cycles(graph) == [["low", "low.a", "low.b", "low.c", "low"]]
+
+
+def test_a_main_guard_import_is_no_cycle_but_still_a_layer_breach(tmp_path):
+    files = {**CLEAN,
+             "low/c.py": 'import sys\nif __name__ == "__main__":\n    from low.a import main\n'
+                         '    from top.e import main\n',
+             "low/sub/d.py": 'if "__main__" == __name__:\n    import low.b\nelse:\n'
+                             '    import low.c\n'}
+    graph = import_graph(_tree(tmp_path, files), ("low", "top"))
+    assert graph["low.c"]["low.a"].main_only and not graph["low.sub.d"]["low.c"].main_only
+    assert import_cycles(graph) == []  # low.a -> low.b -> low.c -> low.a only as a script
+    assert [b.importer for b in forbidden_imports(graph, ("low",), "top")] == ["low.c"]
+    files["low/c.py"] += "def late():\n    import low.sub.d\n"  # d imports c outside its guard
+    graph = import_graph(_tree(tmp_path, files), ("low", "top"))
+    assert import_groups(graph) == [(["low.c", "low.sub.d"], ["low.c", "low.sub.d", "low.c"])]
 
 
 def test_two_separate_cycles_are_both_reported(tmp_path):
