@@ -25,13 +25,18 @@ MLFLOW_ENV = {
 }
 
 
-def apply_mlflow_env() -> dict[str, str]:
-    """Set :data:`MLFLOW_ENV` where the user has not set a value (and keep loopback off any
+def apply_env(settings: dict[str, str]) -> dict[str, str]:
+    """Set ``settings`` where the user has not set a value (and keep loopback off any
     proxy); returns what is in force."""
-    for key, value in MLFLOW_ENV.items():
+    for key, value in settings.items():
         os.environ.setdefault(key, value)
     bypass_proxy_for_loopback(os.environ)
-    return {key: os.environ[key] for key in MLFLOW_ENV}
+    return {key: os.environ[key] for key in settings}
+
+
+def apply_mlflow_env() -> dict[str, str]:
+    """:data:`MLFLOW_ENV`, applied (see :func:`apply_env`)."""
+    return apply_env(MLFLOW_ENV)
 
 
 def bypass_proxy_for_loopback(environ: MutableMapping[str, str]) -> None:

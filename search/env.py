@@ -8,9 +8,7 @@ Applied by the CLI before Ray is imported, and passed to Ray workers.
 
 from __future__ import annotations
 
-import os
-
-from analysis.env import MLFLOW_ENV, bypass_proxy_for_loopback
+from analysis.env import MLFLOW_ENV, apply_env
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",  # no usage reporting
@@ -35,9 +33,6 @@ QUIET_ENV = {
 
 
 def apply_quiet_env() -> dict[str, str]:
-    """Set :data:`QUIET_ENV` where the user has not set a value (and keep loopback off any
-    proxy); returns what is in force."""
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    bypass_proxy_for_loopback(os.environ)
-    return {key: os.environ[key] for key in QUIET_ENV}
+    """:data:`QUIET_ENV`, applied where the user has not set a value (and loopback kept off
+    any proxy); returns what is in force."""
+    return apply_env(QUIET_ENV)

@@ -37,6 +37,13 @@ class SpaceError(ValueError):
     """A space file is missing, malformed or asks for something not allowed."""
 
 
+def _known(value: str, registry, what: str) -> str:
+    """``value`` if ``registry`` has it, else an error naming it and what is allowed."""
+    if value not in registry:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(registry)}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -65,9 +72,7 @@ class DatasetSpec(_Strict):
     @field_validator("loader")
     @classmethod
     def _known_loader(cls, v: str) -> str:
-        if v not in LOADERS:
-            raise ValueError(f"unknown loader {v!r}; allowed: {', '.join(LOADERS)}")
-        return v
+        return _known(v, LOADERS, "loader")
 
 
 class ModelSpec(_Strict):
@@ -77,9 +82,7 @@ class ModelSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        if v not in MODELS:
-            raise ValueError(f"unknown model {v!r}; allowed: {', '.join(MODELS)}")
-        return v
+        return _known(v, MODELS, "model")
 
 
 class BaselineSpec(_Strict):
@@ -112,16 +115,12 @@ class SearchSpace(_Strict):
     @field_validator("task")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(TASKS)}")
-        return v
+        return _known(v, TASKS, "task")
 
     @field_validator("sampler")
     @classmethod
     def _known_sampler(cls, v: str) -> str:
-        if v not in SAMPLERS:
-            raise ValueError(f"unknown sampler {v!r}; allowed: {', '.join(SAMPLERS)}")
-        return v
+        return _known(v, SAMPLERS, "sampler")
 
     @field_validator("objectives")
     @classmethod

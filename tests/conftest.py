@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.env import bypass_proxy_for_loopback
+from analysis.env import bypass_proxy_for_loopback
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"

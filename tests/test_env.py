@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from search.env import bypass_proxy_for_loopback
+from analysis.env import bypass_proxy_for_loopback
 
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
