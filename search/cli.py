@@ -171,11 +171,10 @@ def _check_resume_options(args) -> None:
 
 
 def cmd_run(args) -> int:
-    from analysis.load import load_trials
+    from analysis.load import default_tracking_uri, load_trials
     from analysis.pareto import pareto_front
     from analysis.report import pareto_table, render
     from search.run import SearchSettings, resume_search, run_search
-    from search.tracking import default_tracking_uri
     from spaces import load_space
 
     storage_location = args.storage or str(Path.cwd() / "ray_results")

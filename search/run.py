@@ -29,13 +29,13 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+from analysis.load import default_tracking_uri
 from search import cluster, tune_storage
 from search.env import apply_quiet_env
 from search.tracking import (
     MlflowTrialCallback,
     SearchRun,
     artifact_root,
-    default_tracking_uri,
     open_experiment,
 )
 from search.trial import ERROR_KEY, trial_fn
