@@ -11,6 +11,7 @@ import torch
 from tests.conftest import fast_measure
 from trainables.cycle import load_compressed, run_cycle
 from trainables.measure import MeasureSettings
+from trainables.metrics import METRICS
 from trainables.model_file import load_state
 from trainables.models import compression_targets
 
@@ -53,6 +54,8 @@ def test_cycle_end_to_end(config, cora_task, cora_baseline, tmp_path):
         assert "/int" in result.tags["storage_layouts"]
     else:
         assert m["avg_bits"] == 32
+    # every figure the cycle records is a row of the metrics table (a new metric is one row)
+    assert set(m) <= set(METRICS), sorted(set(m) - set(METRICS))
     # the baseline's dense FP32 file is the reference for size_ratio
     assert m["size_ratio"] == pytest.approx(m["size_bytes"] / cora_baseline.metrics["size_bytes"])
     if config["prune.method"] == "none" and config["quant.method"] == "fp32":

@@ -10,7 +10,8 @@ from tests.conftest import fast_measure
 from trainables.baseline import get_baseline
 from trainables.cycle import load_compressed, run_cycle
 from trainables.hgpsl import HGPSLPool, segment_sparsemax
-from trainables.tasks import CrossValidation, build_task
+from trainables.metrics import METRICS
+from trainables.tasks import TASKS, CrossValidation, build_task
 
 CORA_LINK = {"loader": "planetoid", "name": "Cora", "split": "random", "val_ratio": 0.05,
              "test_ratio": 0.1, "subgraphs": 2}
@@ -60,6 +61,10 @@ def test_each_task_and_model_runs_a_cycle(task_name, dataset, model, scores, dat
     assert all(task.search_metric in r for r in reports)
     for score in scores:
         assert 0.0 <= m[score] <= 1.0, score
+    # every score the task computes is a row of the metrics table, as the task spec says
+    spec = TASKS[task_name].metrics(dataset)
+    assert set(m) <= set(METRICS), sorted(set(m) - set(METRICS))
+    assert {spec.searched, *spec.scores, *spec.reported} <= set(m)
     # compressed for real: 70% of the weights zero, stored as 8-bit integers, file smaller
     assert m["sparsity_actual"] >= 0.7 - 1e-3
     assert m["size_bytes"] < 0.3 * baseline.metrics["size_bytes"]
