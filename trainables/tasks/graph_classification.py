@@ -179,6 +179,13 @@ def _check(dataset: Dataset) -> None:
     if dataset.get("split") == "scaffold" and dataset["loader"] != "moleculenet":
         raise ValueError(f"dataset.split 'scaffold' needs molecules; loader "
                          f"{dataset['loader']!r} has none; allowed loader: moleculenet")
+    split = dataset.get("split") or "stratified"
+    if "folds" in dataset and split != "kfold":
+        raise ValueError(f"dataset.folds applies only to split: kfold (this split: {split}); "
+                         "remove it or use split: kfold")
+    if "test_ratio" in dataset and split == "kfold":
+        raise ValueError("dataset.test_ratio does not apply to split: kfold (each fold's test "
+                         "set is 1/folds of the graphs); remove it")
     if dataset.get("node_attributes") and dataset["loader"] != "tu":
         raise ValueError(f"node_attributes: loader {dataset['loader']!r} has no continuous "
                          "node attributes; allowed with: tu")
@@ -189,6 +196,7 @@ SPEC = TaskSpec(
     build=build_graph_classification,
     loaders=("tu", "moleculenet"),
     splits=("stratified", "kfold", "scaffold"),
+    options=("val_ratio", "test_ratio", "folds", "metric", "batch_size", "node_attributes"),
     models=("gin", "graph_gcn", "hgpsl"),
     transductive=False,
     metrics=_metrics,

@@ -151,6 +151,7 @@ SPEC = TaskSpec(
     build=build_link_prediction,
     loaders=("planetoid",),
     splits=("random",),
+    options=("val_ratio", "test_ratio", "subgraphs", "normalize_features"),
     models=("ness", "gae"),
     transductive=True,
     metrics=_metrics,

@@ -112,9 +112,13 @@ def _metrics(dataset: Dataset) -> TaskMetrics:
 
 
 def _check(dataset: Dataset) -> None:
-    if dataset.get("split") == "random" and (
-            dataset.get("num_val") is None or dataset.get("num_test") is None):
+    random = dataset.get("split") == "random"
+    if random and (dataset.get("num_val") is None or dataset.get("num_test") is None):
         raise ValueError("dataset: a random node split needs num_val and num_test")
+    for key in ("num_val", "num_test"):
+        if key in dataset and not random:
+            raise ValueError(f"dataset.{key} applies only to split: random (this split: "
+                             f"{dataset.get('split', 'public')}); remove it or use split: random")
 
 
 SPEC = TaskSpec(
@@ -122,6 +126,7 @@ SPEC = TaskSpec(
     build=build_node_classification,
     loaders=("planetoid",),
     splits=("public", "random"),
+    options=("num_val", "num_test"),  # random split
     models=("spline", "gcn"),
     transductive=True,
     metrics=_metrics,

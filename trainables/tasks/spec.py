@@ -34,7 +34,9 @@ class TaskSpec:
 
     ``build(dataset, data_root, seed)`` loads and splits the data (a task object, or a
     :class:`~trainables.tasks.common.CrossValidation` of one per fold). ``splits``: the first
-    is the default. ``transductive``: training and inference see one fixed graph (per-node
+    is the default. ``options``: the dataset settings its build reads besides ``loader``,
+    ``name`` and ``split`` (any other is refused: it would be ignored, yet enter the
+    baseline's cache key). ``transductive``: training and inference see one fixed graph (per-node
     learned state, such as A2Q's, is possible only there). ``metrics(dataset)``: known from
     the space file alone, before any data loads. ``check(dataset)``: rules between dataset
     settings (a ValueError naming what is allowed).
@@ -44,13 +46,20 @@ class TaskSpec:
     build: Callable[[Dataset, str | os.PathLike | None, int], Any]
     loaders: tuple[str, ...]
     splits: tuple[str, ...]
+    options: tuple[str, ...]
     models: tuple[str, ...]
     transductive: bool
     metrics: Callable[[Dataset], TaskMetrics]
     check: Callable[[Dataset], None] = no_rules
 
     def check_dataset(self, dataset: Dataset) -> None:
-        """Loader, split and the task's own rules: a one-line ValueError naming what fits."""
+        """Settings, loader, split and the task's own rules: a one-line ValueError naming
+        what fits."""
+        allowed = ("loader", "name", "split", *self.options)
+        for key in dataset:
+            if key not in allowed:
+                raise ValueError(f"dataset.{key} does not apply to task {self.name!r}; "
+                                 f"allowed: {', '.join(allowed)}")
         if dataset["loader"] not in self.loaders:
             raise ValueError(f"dataset.loader {dataset['loader']!r} does not fit task "
                              f"{self.name!r}; allowed: {', '.join(self.loaders)}")
