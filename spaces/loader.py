@@ -8,6 +8,7 @@ when quantizing.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from pathlib import Path
@@ -23,8 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from spaces.samplers import DEFAULT_SAMPLER, SAMPLERS
+from spaces.samplers import DEFAULT_SAMPLER, SAMPLERS, SEED_MAX
 from trainables.data import LOADERS
+from trainables.errors import first_line
 from trainables.metrics import OBJECTIVE_METRICS
 from trainables.models import MODELS, build_model
 from trainables.params import PARAMS, check_fit, is_active, validate_config
@@ -42,6 +44,16 @@ def _known(value: str, registry, what: str) -> str:
     if value not in registry:
         raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(registry)}")
     return value
+
+
+def _culprit(model: str, kwargs: dict[str, Any]) -> str:
+    """The argument(s) a model cannot be built with: the first that fails alone, else all."""
+    for key, value in kwargs.items():
+        try:
+            build_model(model, 4, 2, **{key: value})
+        except (RuntimeError, ValueError, TypeError):
+            return f"{key}={value!r}"
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
 class _Strict(BaseModel):
@@ -89,7 +101,7 @@ class BaselineSpec(_Strict):
     epochs: int = Field(200, ge=1)
     lr: float = Field(0.01, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
 
 class RangeSpec(_Strict):
@@ -195,6 +207,10 @@ class SearchSpace(_Strict):
             build_model(self.model.name, 4, 2, **self.model.kwargs)
         except (ValueError, TypeError) as err:
             raise ValueError(f"model.kwargs: {err}") from None
+        except RuntimeError as err:  # torch refusing a size, e.g. hidden: -5
+            raise ValueError(f"model.kwargs: model {self.model.name!r} cannot be built with "
+                             f"{_culprit(self.model.name, self.model.kwargs)} ({first_line(err)})"
+                             "; give it a value the model accepts") from None
         return self
 
     @property
@@ -363,27 +379,183 @@ def resolve_space_path(space: str | os.PathLike) -> Path:
     )
 
 
+# What a mapping at a key looks like, for "expected a mapping" errors.
+EXAMPLES = {
+    "dataset": "{loader: planetoid, name: Cora}",
+    "model": "{name: gcn, kwargs: {hidden: 16}}",
+    "model.kwargs": "{hidden: 16}",
+    "baseline": "{epochs: 200, lr: 0.01}",
+    "objectives": "{val_acc: max, size_bytes: min}",
+    "space": "{prune.method: [global, none], prune.sparsity: {low: 0.3, high: 0.9}}",
+    "warm_start": "[{prune.method: global, prune.sparsity: 0.8}]",
+}
+BYTE_ORDER_MARKS = (  # longest first: UTF-32's little-endian mark starts like UTF-16's
+    (b"\xff\xfe\x00\x00", "UTF-32 byte-order mark"),
+    (b"\x00\x00\xfe\xff", "UTF-32 byte-order mark"),
+    (b"\xff\xfe", "UTF-16 byte-order mark"),
+    (b"\xfe\xff", "UTF-16 byte-order mark"),
+)
+
+
+class _SpaceYAML(yaml.SafeLoader):
+    """YAML's safe loader, except that a key written twice in one mapping (YAML would keep
+    the last one silently) or a key that is not a name is an error naming it and its line."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                written = key_node.value if isinstance(key_node, yaml.ScalarNode) else key
+                raise SpaceError(f"key {written!r} on line {line} is not a name (YAML reads it "
+                                 f"as {type(key).__name__}); keys must be names such as "
+                                 "prune.method: quote it to make it text")
+            if key in lines:
+                raise SpaceError(f"key {key!r} is written twice (lines {lines[key]} and "
+                                 f"{line}); write it once (YAML would keep only the last)")
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; a file that is not UTF-8 text is a one-line error saying what the
+    file holds instead."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SpaceError(f"{path}: cannot be read ({err.strerror or err}); expected a "
+                         "readable YAML space file") from None
+    found = next((name for mark, name in BYTE_ORDER_MARKS if data.startswith(mark)), None)
+    if found is None:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            found = f"byte 0x{data[err.start]:02x} at offset {err.start}"
+        else:
+            if "\x00" not in text:
+                return text
+            found = f"byte 0x00 at offset {data.index(0)}"
+    raise SpaceError(f"{path}: not a UTF-8 text file ({found}); expected a YAML space file "
+                     "(README, 'Space files')")
+
+
+def _fields(spec: type[BaseModel]) -> list[str]:
+    """The keys a space file may write for ``spec`` (``source`` is set by the loader)."""
+    return [name for name in spec.model_fields if name != "source"]
+
+
+def _check_names(where: str, mapping: dict, allowed: list[str]) -> None:
+    """Every key of ``mapping`` is one of ``allowed``; a misspelt one names its nearest."""
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+            raise SpaceError(f"{where + ': ' if where else ''}unknown key {key!r}; {hint}")
+
+
+def _check_keys(raw: dict[str, Any]) -> None:
+    """Unknown keys at the top, in ``dataset``, ``model``, ``baseline`` and in a range."""
+    _check_names("", raw, _fields(SearchSpace))
+    for section, spec in (("dataset", DatasetSpec), ("model", ModelSpec),
+                          ("baseline", BaselineSpec)):
+        if isinstance(raw.get(section), dict):
+            _check_names(section, raw[section], _fields(spec))
+    if isinstance(raw.get("space"), dict):
+        for key, entry in raw["space"].items():
+            if isinstance(entry, dict):
+                _check_names(f"space.{key}", entry, _fields(RangeSpec))
+
+
+def _expected(error: dict[str, Any], where: str) -> str:
+    """Pydantic's complaint as what is expected at ``where``."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+              "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+    if kind in bounds:
+        sign, name = bounds[kind]
+        return f"expected a number {sign} {ctx[name]}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        example = EXAMPLES.get(where) or ("{prune.method: global}"
+                                          if where.startswith("warm_start[") else "")
+        return "expected a mapping" + (f" such as {example}" if example else "")
+    if kind == "list_type":
+        return "expected a list" + (f" such as {EXAMPLES[where]}" if where in EXAMPLES else "")
+    if kind == "literal_error":
+        return f"expected {ctx['expected']}"
+    return {
+        "int_type": "expected a whole number", "int_parsing": "expected a whole number",
+        "int_from_float": "expected a whole number",
+        "float_type": "expected a number", "float_parsing": "expected a number",
+        "bool_type": "expected true or false", "bool_parsing": "expected true or false",
+        "string_type": "expected a name (text)",
+    }.get(kind, error["msg"].replace("Input should be", "expected"))
+
+
+def _where(loc: tuple) -> str:
+    """``("warm_start", 0, "prune.method")`` -> ``warm_start[0].prune.method``."""
+    where = ""
+    for part in loc:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif not part.startswith(("list[", "function")):
+            where += f".{part}" if where else part
+    return where
+
+
 def _format_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(part) for part in first["loc"] if not str(part).startswith(("list[",
-                                                                                  "function")))
-    msg = first["msg"].removeprefix("Value error, ")
+    """The first of pydantic's errors as one line in this project's words: the key, what is
+    expected there and what was given."""
+    errors = err.errors()
+    first = errors[0]
+    loc = first["loc"]
+    if first["type"] != "value_error" and len(loc) >= 2 and loc[0] == "space":
+        # A space entry is a union (choices, range, fixed value): pydantic lists one error
+        # per alternative. A mapping is meant as a range: say what is wrong inside it.
+        entry = first.get("input")
+        inside = [e for e in errors if e["loc"][:3] == (*loc[:2], "RangeSpec")
+                  and len(e["loc"]) > 3]
+        if isinstance(entry, dict) and inside:
+            first, loc = inside[0], ("space", loc[1], *inside[0]["loc"][3:])
+        else:
+            return (f"{path}: space.{loc[1]}: expected a list of choices, a {{low, high}} "
+                    f"range or a single value, got {entry!r}")
+    where = _where(loc)
+    if first["type"] == "value_error":
+        msg = first["msg"].removeprefix("Value error, ")
+    elif first["type"] == "missing":
+        parent, _, key = where.rpartition(".")
+        needed = ("; a space file needs task, dataset, model, objectives and space (README, "
+                  "'Space files')" if not parent else "")
+        return f"{path}: {parent + ': ' if parent else ''}missing key {key!r}{needed}"
+    else:
+        msg = _expected(first, where)
     value = first.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"{path}: {key + ': ' if key else ''}{msg}{shown}"
+    shown = "" if isinstance(value, dict) and first["type"] == "value_error" else (
+        f" (got {value!r})")
+    return f"{path}: {where + ': ' if where else ''}{msg}{shown}"
 
 
 def load_space(space: str | os.PathLike) -> SearchSpace:
     """Read and validate a space file (path or bundled name)."""
     path = resolve_space_path(space)
+    text = _read_text(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(text, Loader=_SpaceYAML)  # a SafeLoader
     except yaml.YAMLError as err:
         raise SpaceError(f"{path}: malformed YAML: {err}; expected a YAML mapping of task, "
                          "dataset, model, objectives and space (README, 'Space files')"
                          .replace("\n", " ")) from None
+    except SpaceError as err:
+        raise SpaceError(f"{path}: {err}") from None
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: expected a mapping with task, dataset, model, objectives, space")
+    try:
+        _check_keys(raw)
+    except SpaceError as err:
+        raise SpaceError(f"{path}: {err}") from None
     try:
         return SearchSpace(**raw, source=str(path))
     except ValidationError as err:

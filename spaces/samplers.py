@@ -42,6 +42,7 @@ SAMPLERS: dict[str, Callable[[int, int], Any]] = {
     "random": _random,
 }
 DEFAULT_SAMPLER = "tpe"
+SEED_MAX = 2**32 - 1  # seeds numpy (and so Optuna's samplers) accept: 0..SEED_MAX
 
 
 def make_sampler(name: str, seed: int, trials: int) -> Any:

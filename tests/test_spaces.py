@@ -90,7 +90,7 @@ BAD = [
      "'test_acc' cannot be an objective.*never searched on"),
     (VALID.replace("size_bytes: min", "size_bytes: smallest"), "objectives.size_bytes"),
     (VALID + "  prune.amount: 0.5\n", "unknown parameter 'prune.amount'"),
-    (VALID + "colour: blue\n", "colour: Extra inputs are not permitted"),
+    (VALID + "colour: blue\n", "unknown key 'colour'; allowed: task, dataset, model, baseline"),
     (VALID.replace("model: {name: spline}", "model: {name: spline, kwargs: {hiden: 8}}"),
      "model.kwargs: unknown argument 'hiden' for model 'spline'; allowed: hidden"),
     (VALID.replace("{low: 5, high: 50, log: true}", "{low: 0, high: 50, log: true}"),
@@ -102,7 +102,67 @@ model: {name: spline}
 objectives: {val_acc: max}
 space: {prune.method: global, finetune.lr: 0.01}
 """, "nothing to search"),
+    # a key written twice: YAML would keep the last silently
+    (VALID + "objectives: {val_acc: max}\n",
+     r"key 'objectives' is written twice \(lines 5 and 13\); write it once"),
+    (VALID + "  prune.method: [none]\n",
+     r"key 'prune.method' is written twice \(lines 7 and 13\)"),
+    # keys that are not names
+    (VALID + "1: x\n", r"key '1' on line 13 is not a name \(YAML reads it as int\); keys "
+     "must be names"),
+    (VALID + "  2: [a]\n", r"key '2' on line 13 is not a name"),
+    (VALID + "on: x\n", r"key 'on' on line 13 is not a name \(YAML reads it as bool\)"),
+    # misspelt keys name their nearest
+    (VALID.replace("objectives:", "objective:"),
+     r"unknown key 'objective'; did you mean 'objectives'\?"),
+    (VALID.replace("name: Cora", "nmae: Cora"), r"dataset: unknown key 'nmae'; did you mean "
+     r"'name'\?"),
+    (VALID.replace("{name: spline}", "{name: spline, kwarg: {}}"),
+     r"model: unknown key 'kwarg'; did you mean 'kwargs'\?"),
+    (VALID + "baseline: {epoch: 3}\n", r"baseline: unknown key 'epoch'; did you mean "
+     r"'epochs'\?"),
+    (VALID.replace("high: 0.9}", "hihg: 0.9}"),
+     r"space.prune.sparsity: unknown key 'hihg'; did you mean 'high'\?"),
+    (VALID + "source: x.yaml\n", "unknown key 'source'; allowed: task, dataset"),
+    # what is expected at a key, in this project's words
+    (VALID.replace("[global, none]", ""), r"space.prune.method: expected a list of choices, "
+     r"a \{low, high\} range or a single value, got None"),
+    (VALID.replace("space:\n", "space: [prune.method]\nx:\n"), "unknown key 'x'"),
+    (VALID.replace("space:\n", "space: [prune.method]\nwarm_start:\n"),
+     r"space: expected a mapping such as \{prune.method: \[global, none\]"),
+    (VALID.replace("{loader: planetoid, name: Cora, split: random, num_val: 500, num_test: "
+                   "500}", "Cora"),
+     r"dataset: expected a mapping such as \{loader: planetoid, name: Cora\} \(got 'Cora'\)"),
+    (VALID.replace("{val_acc: max, size_bytes: min}", "[val_acc]"),
+     r"objectives: expected a mapping such as \{val_acc: max, size_bytes: min\}"),
+    (VALID.replace("low: 0.3", "low: abc"),
+     r"space.prune.sparsity.low: expected a number \(got 'abc'\)"),
+    (VALID.replace(", high: 0.9", ""), r"space.prune.sparsity: missing key 'high'"),
+    (VALID.replace("task: node_classification\n", ""), "missing key 'task'; a space file "
+     "needs task, dataset, model, objectives and space"),
+    (VALID.replace("name: Cora, ", ""), "dataset: missing key 'name'"),
+    (VALID + "warm_start: {prune.method: global}\n", r"warm_start: expected a list such as "
+     r"\[\{prune.method: global"),
+    (VALID + "warm_start: [global]\n", r"warm_start\[0\]: expected a mapping such as "
+     r"\{prune.method: global\} \(got 'global'\)"),
+    (VALID + "baseline: {epochs: many}\n", r"baseline.epochs: expected a whole number "
+     r"\(got 'many'\)"),
+    (VALID + "baseline: {seed: -1}\n", r"baseline.seed: expected a number >= 0 \(got -1\)"),
+    (VALID + "baseline: {seed: 4294967296}\n", r"baseline.seed: expected a number <= "
+     r"4294967295"),
+    # dataset settings the task or split does not read
+    (VALID.replace("num_test: 500", "num_test: 500, val_ratio: 0.1"),
+     "dataset.val_ratio does not apply to task 'node_classification'; allowed: loader, name, "
+     "split, num_val, num_test"),
+    (VALID.replace("split: random", "split: public"), "dataset.num_val applies only to split: "
+     "random \\(this split: public\\); remove it or use split: random"),
+    # a model argument torch refuses (RuntimeError), named
+    (VALID.replace("{name: spline}", "{name: spline, kwargs: {hidden: -5, kernel_size: 2}}"),
+     r"model.kwargs: model 'spline' cannot be built with hidden=-5 \(Trying to create tensor "
+     r"with negative dimension"),
 ]
+PYDANTIC_WORDING = ("Input should", "Field required", "Extra inputs", "valid dictionary",
+                    "Value error")
 
 
 @pytest.mark.parametrize(("text", "message"), BAD)
@@ -111,6 +171,35 @@ def test_bad_files_give_one_clear_error(tmp_path, text, message):
         load_space(_write(tmp_path, text))
     assert "\n" not in str(info.value)
     assert str(tmp_path / "space.yaml") in str(info.value)
+    assert not any(words in str(info.value) for words in PYDANTIC_WORDING), str(info.value)
+
+
+@pytest.mark.parametrize(("data", "found"), [
+    (VALID.encode("utf-16"), "UTF-16 byte-order mark"),
+    (VALID.encode("utf-32"), "UTF-32 byte-order mark"),
+    (VALID.replace("Cora", "\u00c7ora").encode("latin-1"), "byte 0xc7 at offset 62"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "byte 0x89 at offset 0"),
+    (b"task: node_classification\x00\x00", "byte 0x00 at offset 25"),
+])
+def test_a_file_that_is_not_utf8_text_is_one_line(tmp_path, data, found):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(data)
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    assert str(info.value) == (f"{path}: not a UTF-8 text file ({found}); expected a YAML "
+                               "space file (README, 'Space files')")
+
+
+def test_a_utf8_byte_order_mark_is_text(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + textwrap.dedent(VALID).encode())
+    assert load_space(path).task == "node_classification"
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    """``<<: *anchor`` and then one of the anchor's keys is an override, not a duplicate."""
+    text = VALID.replace("model: {name: spline}", "model: {<<: {name: gcn}, name: spline}")
+    assert load_space(_write(tmp_path, text)).model.name == "spline"
 
 
 def test_missing_file():

@@ -64,18 +64,29 @@ BAD = [
      r"kfold, scaffold"),
     (GRAPH.replace("split: stratified", "split: scaffold"),
      r"split 'scaffold' needs molecules; loader 'tu' has none"),
-    (GRAPH.replace("metric: acc", "metric: f1"), r"dataset.metric: Input should be 'acc' or "
-     r"'roc_auc'"),
+    (GRAPH.replace("metric: acc", "metric: f1"), r"dataset.metric: expected 'acc' or 'roc_auc' "
+     r"\(got 'f1'\)"),
     (GRAPH.replace("{val_acc: max", "{val_roc_auc: max"),
      r"objective 'val_roc_auc' is not a score of task 'graph_classification' here; allowed: "
      r"val_acc"),
     (LINK.replace("val_roc_auc: max", "val_acc: max"),
      r"objective 'val_acc' is not a score of task 'link_prediction' here; allowed: val_ap, "
      r"val_roc_auc"),
-    (LINK.replace("subgraphs: 2", "subgraphs: 0"), r"dataset.subgraphs: Input should be "
-     r"greater than or equal to 1"),
+    (LINK.replace("subgraphs: 2", "subgraphs: 0"), r"dataset.subgraphs: expected a number >= 1 "
+     r"\(got 0\)"),
     (LINK.replace("loader: planetoid", "loader: tu"),
      r"dataset.loader 'tu' does not fit task 'link_prediction'; allowed: planetoid"),
+    # dataset settings the task or its split does not read are refused, not ignored
+    (LINK.replace("subgraphs: 2", "subgraphs: 2, num_val: 500"),
+     r"dataset.num_val does not apply to task 'link_prediction'; allowed: loader, name, split, "
+     r"val_ratio, test_ratio, subgraphs, normalize_features"),
+    (GRAPH.replace("metric: acc", "metric: acc, subgraphs: 2"),
+     r"dataset.subgraphs does not apply to task 'graph_classification'; allowed: loader, name, "
+     r"split, val_ratio, test_ratio, folds, metric, batch_size, node_attributes"),
+    (GRAPH.replace("metric: acc", "metric: acc, folds: 5"),
+     r"dataset.folds applies only to split: kfold \(this split: stratified\)"),
+    (GRAPH.replace("split: stratified", "split: kfold, test_ratio: 0.1"),
+     r"dataset.test_ratio does not apply to split: kfold"),
 ]
 
 
