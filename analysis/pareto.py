@@ -33,6 +33,11 @@ def parse_objectives(text: str) -> dict[str, str]:
                 f"bad objective {part!r}; expected METRIC:max or METRIC:min, "
                 "e.g. val_acc:max,size_bytes:min"
             )
+        if metric in objectives:
+            twice = (f"both {objectives[metric]} and {direction}" if objectives[metric] !=
+                     direction else f"{direction} twice")
+            raise ValueError(f"objective {metric!r} is given {twice}; give each metric once, "
+                             "e.g. val_acc:max,size_bytes:min")
         objectives[metric] = direction
     if not objectives:
         raise ValueError("no objectives given; expected e.g. val_acc:max,size_bytes:min")

@@ -57,6 +57,8 @@ def test_parse_objectives():
     for bad in ("val_acc", "val_acc:up", ":max", ""):
         with pytest.raises(ValueError, match="objective"):
             parse_objectives(bad)
+    with pytest.raises(ValueError, match="objective 'val_acc' is given both max and min"):
+        parse_objectives("val_acc:max,val_acc:min")
 
 
 def test_unknown_metric_is_named():
