@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from pathlib import Path
 
 from analysis.columns import FORMATS
@@ -19,6 +20,64 @@ DEFAULT_OBJECTIVES = "val_acc:max,size_bytes:min"
 # What a command reports as one line "gnn-search COMMAND: error: ..." and exit code 2
 # (StorageError, a damaged model file, is a ValueError).
 ERRORS = (ValueError, KeyError, FileNotFoundError, ConnectionError, ArithmeticError)
+
+
+class UsageError(ValueError):
+    """A command line that argparse refuses, already worded as the one line to print."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a refused command line is one line, ``PROG: error: MESSAGE``,
+    without the usage block (``PROG --help`` shows it); subcommands' parsers are of this
+    class too."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message}; see {self.prog} --help")
+
+
+def check_out_file(out: str, overwrite: bool = True, create_parents: bool = False) -> Path:
+    """``--out`` as a file to write, checked before any run is read: not a folder, not an
+    existing file unless ``overwrite``, in a writable folder that exists (or, with
+    ``create_parents``, under one that can be created)."""
+    path = Path(out).expanduser().resolve()
+    if path.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name, e.g. "
+                         f"{path / 'front.csv'}")
+    if path.exists() and not overwrite:
+        raise ValueError(f"--out {out} already exists; choose another path or remove it")
+    _check_folder(path.parent, out, create=create_parents)
+    return path
+
+
+def check_out_folder(out: str) -> Path:
+    """``--out`` as a folder to write into (created if missing), checked before any run is
+    read: not a file, and under a folder it can be created and written in."""
+    path = Path(out).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (it is created if missing)")
+    _check_folder(path, out, create=True)
+    return path
+
+
+def _check_folder(folder: Path, out: str, create: bool) -> None:
+    """``folder`` exists as a folder (or, with ``create``, its nearest existing ancestor
+    does) and a file can be created in it: a probe file is written and removed."""
+    existing = folder
+    while create and not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.exists():
+        raise ValueError(f"--out {out}: folder {folder} does not exist; create it or choose "
+                         "another path")
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is a file, not a folder; choose another "
+                         "path")
+    probe = existing / f".gnn-search-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"--out {out} is not writable ({err.strerror or err} in {existing}); "
+                         "choose another path") from None
 
 
 def add_tracking_uri(p: argparse.ArgumentParser) -> None:
@@ -63,8 +122,10 @@ def add_export(sub) -> None:
                             description="Copy a trial's model file out of MLflow, with a JSON "
                                         "sidecar (config, metrics). Load it with "
                                         "trainables.load_compressed.")
-    export.add_argument("--run-id", required=True, help="the trial's MLflow run id")
-    export.add_argument("--out", required=True, help="model file to write (e.g. model.gnnz)")
+    export.add_argument("--run-id", required=True, help="the trial's MLflow run id, or a "
+                        "prefix of it that names one run (e.g. the 8 characters pareto shows)")
+    export.add_argument("--out", required=True, help="model file to write (e.g. model.gnnz); "
+                        "it and its .json sidecar must not exist yet")
     add_tracking_uri(export)
 
 
@@ -107,14 +168,14 @@ def finished_trials(experiments: list[str], tracking_uri: str, objectives_text: 
     from analysis.load import load_trials
     from analysis.pareto import parse_objectives
 
+    given = parse_objectives(objectives_text) if objectives_text else None  # before reading
     trials = load_trials(experiments, tracking_uri)
     if trials.frame.empty:
         raise ValueError(
             f"no finished trials in {', '.join(experiments)} "
             f"(left out: {trials.excluded or 'none'})"
         )
-    objectives = parse_objectives(objectives_text or _search_objectives(experiments,
-                                                                        tracking_uri))
+    objectives = given or parse_objectives(_search_objectives(experiments, tracking_uri))
     unknown = [m for m in objectives if m not in trials.frame.columns]
     if unknown:
         metrics = sorted(c for c in trials.frame.columns if trials.frame[c].dtype.kind == "f")
@@ -128,6 +189,7 @@ def cmd_pareto(args) -> int:
     from analysis.report import pareto_table, render
 
     constraints = [parse_constraint(c) for c in args.constraint]
+    out = check_out_file(args.out) if args.out else None
     tracking_uri = _tracking_uri(args)
     trials, objectives = finished_trials(args.experiment, tracking_uri, args.objectives)
     result = analyze(trials.frame, objectives, constraints)
@@ -142,8 +204,8 @@ def cmd_pareto(args) -> int:
               f"left out: {left}); knee marked *; hypervolume {result.hypervolume:.6g} "
               "against reference "
               + ", ".join(f"{m}={v:.6g}" for m, v in result.reference.items()), file=sys.stderr)
-    if args.out:
-        Path(args.out).write_text(render(table, "csv"))
+    if out:
+        out.write_text(render(table, "csv"))
     return 0
 
 
@@ -153,10 +215,10 @@ def cmd_report(args) -> int:
     from analysis.report import build_report
 
     constraints = [parse_constraint(c) for c in args.constraint]
+    out = check_out_folder(args.out)
     tracking_uri = _tracking_uri(args)
     trials, objectives = finished_trials(args.experiment, tracking_uri, args.objectives)
     searches = load_searches(args.experiment, tracking_uri)
-    out = Path(args.out).resolve()
     path = build_report(trials.frame, trials.excluded, searches, objectives, out, constraints,
                         title=f"Search report: {', '.join(args.experiment)}")
     if not args.no_log and not searches.empty:
@@ -172,7 +234,12 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from analysis.export import export_run
 
-    model, sidecar = export_run(args.run_id, _tracking_uri(args), args.out)
+    out = check_out_file(args.out, overwrite=False, create_parents=True)
+    sidecar = out.with_name(out.name + ".json")
+    if sidecar.exists():
+        raise ValueError(f"--out {args.out}: its sidecar {sidecar} already exists; choose "
+                         "another path or remove it")
+    model, sidecar = export_run(args.run_id, _tracking_uri(args), out)
     print(f"model: {model} ({model.stat().st_size} bytes)\nconfig and metrics: {sidecar}")
     return 0
 
@@ -205,8 +272,8 @@ COMMANDS = {"pareto": cmd_pareto, "report": cmd_report, "export": cmd_export,
 
 def build_parser() -> argparse.ArgumentParser:
     """The analysis commands alone, named as ``gnn-search`` names them."""
-    parser = argparse.ArgumentParser(prog="gnn-search",
-                                     description="Analyse finished searches read from MLflow.")
+    parser = Parser(prog="gnn-search", description="Analyse finished searches read from "
+                    "MLflow.")
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 
@@ -216,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.env import apply_mlflow_env
 
     apply_mlflow_env()  # before MLflow is imported
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as err:
+        print(err, file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command](args)
     except ERRORS as err:

@@ -9,20 +9,58 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from analysis.load import ROLE_TAG, _client
 
 MODEL_ARTIFACT = "model/model.gnnz"
+RUN_ID_LENGTH = 32  # MLflow's run ids: 32 hex digits
+SHOWN_MATCHES = 5  # an ambiguous prefix lists this many of its runs
+
+
+def _trial_runs(client: MlflowClient) -> list[Run]:
+    """Every active trial run in the tracking store, page by page."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs, token = [], None
+    while experiments:
+        page = client.search_runs(experiments, filter_string=f"tags.`{ROLE_TAG}` = 'trial'",
+                                  max_results=1000, page_token=token)
+        runs += page
+        token = page.token
+        if not token:
+            return runs
+    return runs
+
+
+def find_run(client: MlflowClient, run_id: str, tracking_uri: str) -> Run:
+    """The run ``run_id`` names: a full id, or a prefix of one trial's id (the short id
+    ``pareto`` shows); no match or several are one-line errors (several listed)."""
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        pass
+    prefix = run_id.lower()
+    if prefix and len(prefix) < RUN_ID_LENGTH and all(c in "0123456789abcdef" for c in prefix):
+        matches = [r for r in _trial_runs(client) if r.info.run_id.startswith(prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            shown = [r.info.run_id for r in matches[:SHOWN_MATCHES]]
+            shown += ["..."] if len(matches) > SHOWN_MATCHES else []
+            raise ValueError(f"run id prefix {run_id!r} is ambiguous: {len(matches)} trials "
+                             f"match ({', '.join(shown)}); give more of the id")
+    raise ValueError(f"unknown run id {run_id!r} in {tracking_uri}; give a trial's run id or "
+                     "a prefix of it (gnn-search pareto shows them)")
 
 
 def export_run(run_id: str, tracking_uri: str, out: str | Path) -> tuple[Path, Path]:
-    """Write the trial's model to ``out`` and its config + metrics to ``out`` + ``.json``."""
+    """Write the trial's model to ``out`` and its config + metrics to ``out`` + ``.json``;
+    ``run_id`` may be a prefix that names one trial."""
     client = _client(tracking_uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise ValueError(f"unknown run id {run_id!r} in {tracking_uri}") from None
+    run = find_run(client, run_id, tracking_uri)
+    run_id = run.info.run_id
     if run.data.tags.get(ROLE_TAG) != "trial":
         raise ValueError(f"run {run_id} is not a trial (role "
                          f"{run.data.tags.get(ROLE_TAG, 'none')!r}); export a trial's run id")

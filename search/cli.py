@@ -13,11 +13,23 @@ import time
 from pathlib import Path
 
 from analysis import cli as analysis_cli
-from analysis.cli import add_tracking_uri
+from analysis.cli import Parser, UsageError, add_tracking_uri
 from search.env import apply_quiet_env
-from spaces.samplers import SAMPLERS
+from spaces.samplers import SAMPLERS, SEED_MAX
 
 EPILOG = "Docs: README.md. Space files: a path, or a bundled name such as cora_node."
+
+
+def seed(text: str) -> int:
+    """``--seed``: an integer numpy and Optuna's samplers accept, refused while parsing."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected an integer in "
+                                         f"0..{SEED_MAX}")
+    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -27,8 +39,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "else ~/.cache/gnn-search/datasets)")
     p.add_argument("--cache-dir", help="where FP32 baselines are cached (default: "
                    "$GNN_SEARCH_CACHE, else ~/.cache/gnn-search)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of each trial "
-                   "(default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the sampler and of each trial, "
+                   f"0..{SEED_MAX} (default: 0)")
     p.add_argument("--latency-threads", type=int, metavar="N",
                    help="measure latency and energy with N torch threads (default: as the "
                         "trial runs; 1 inside Ray trials)")
@@ -44,8 +56,9 @@ def _add_run(sub) -> None:
     run.add_argument("--trials", type=int, default=8, help="number of trials (default: 8)")
     run.add_argument("--concurrency", type=int, default=2,
                      help="trials at a time, one CPU each (default: 2)")
-    run.add_argument("--name", help="search name = MLflow experiment = Tune experiment "
-                     "(default: <space>-<date>-<time>)")
+    run.add_argument("--name", help="search name = MLflow experiment = Tune experiment: "
+                     "letters, digits, '.', '_', '-', at most 100 characters (default: "
+                     "<space>-<date>-<time>)")
     add_tracking_uri(run)
     run.add_argument("--storage", help="where Tune keeps the search: a folder (shared by all "
                      "nodes on a cluster) or a URI such as s3://bucket/prefix (default: "
@@ -128,7 +141,7 @@ PARSERS = (_add_run, _add_trial, analysis_cli.add_pareto, analysis_cli.add_repor
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gnn-search",
         description="Search pruning x quantization x fine-tuning of GNNs with Ray Tune + "
                     "Optuna, tracked in MLflow.",
@@ -189,7 +202,8 @@ def cmd_run(args) -> int:
                                 cache_dir=args.cache_dir)
     else:
         space = load_space(args.space)
-        name = args.name or f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = (args.name if args.name is not None  # --name "" is refused, not replaced
+                else f"{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         settings = SearchSettings(
             name=name, trials=args.trials, concurrency=args.concurrency,
             tracking_uri=args.tracking_uri or default_tracking_uri(),
@@ -334,7 +348,11 @@ COMMANDS = {"run": cmd_run, "trial": cmd_trial, **analysis_cli.COMMANDS,
 
 def main(argv: list[str] | None = None) -> int:
     apply_quiet_env()
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as err:  # one line, as every other bad input
+        print(err, file=sys.stderr)
+        return 2
     from spaces import SpaceError
     from trainables.data import DatasetMissingError
     from trainables.errors import first_line

@@ -40,7 +40,7 @@ from search.tracking import (
 )
 from search.trial import ERROR_KEY, trial_fn
 from spaces import SearchSpace
-from spaces.samplers import make_sampler
+from spaces.samplers import SEED_MAX, make_sampler
 from trainables.baseline import Baseline, get_baseline
 from trainables.measure import MeasureSettings
 from trainables.params import validate_config
@@ -78,6 +78,7 @@ SAVED_SETTINGS = ("name", "trials", "concurrency", "tracking_uri", "seed", "samp
                   "warm_start", "paper_grid", "early_stopping", "max_failures",
                   "trial_timeout_s", "data_root", "cache_dir")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+NAME_MAX = 100  # characters: a path component holds 255 bytes, and Tune appends to the name
 
 
 @dataclass
@@ -104,9 +105,18 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
         raise ValueError(f"--trials must be >= 1, got {settings.trials}")
     if settings.concurrency < 1:
         raise ValueError(f"--concurrency must be >= 1, got {settings.concurrency}")
-    if not NAME_PATTERN.fullmatch(settings.name or ""):
+    if not settings.name:
+        raise ValueError("--name '' is empty; give a name of letters, digits, '.', '_' and '-', "
+                         "or leave out --name for <space>-<date>-<time>")
+    if not NAME_PATTERN.fullmatch(settings.name):
         raise ValueError(f"--name {settings.name!r} is not allowed; use letters, digits, '.', "
                          "'_' and '-', starting with a letter or digit")
+    if len(settings.name) > NAME_MAX:
+        raise ValueError(f"--name {settings.name[:20]}... is {len(settings.name)} characters "
+                         f"long; allowed: at most {NAME_MAX}")
+    if not 0 <= settings.seed <= SEED_MAX:
+        raise ValueError(f"--seed {settings.seed} is not allowed; expected an integer in "
+                         f"0..{SEED_MAX}")
     if settings.max_failures < 0:
         raise ValueError(f"--max-failures must be >= 0, got {settings.max_failures}")
     if settings.trial_timeout_s is not None and not 0 < settings.trial_timeout_s < float("inf"):

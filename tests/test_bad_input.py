@@ -26,7 +26,7 @@ class Case:
     args: list[str]  # {space} {storage} {uri} {tmp} {port} {busy} are filled in
     message: str  # names the bad value: in the README's table and in the line on stderr
     allowed: str  # what is allowed, or what to do: in the table and in the line too
-    space: str | None = None  # the space file {space} holds (default: a valid one)
+    space: str | bytes | None = None  # the space file {space} holds (default: a valid one)
 
 
 def run(*extra: str) -> list[str]:
@@ -111,6 +111,52 @@ CASES = {
                              "127.0.0.1:", "pick another --port (or --host)"),
     "sync-unknown": Case(["sync", "nope", "--storage", "{storage}"], "no search named 'nope'",
                          "pass the --storage it ran with"),
+    "duplicate-key": Case(run(), "key 'objectives' is written twice (lines 5 and 13)",
+                          "write it once", space=VALID + "objectives: {val_acc: max}\n"),
+    "not-utf8": Case(run(), "not a UTF-8 text file (UTF-16 byte-order mark)",
+                     "expected a YAML space file", space=VALID.encode("utf-16")),
+    "key-not-a-name": Case(run(), "key '1' on line 13 is not a name", "keys must be names",
+                           space=VALID + "1: x\n"),
+    "misspelt-key": Case(run(), "unknown key 'objective'", "did you mean 'objectives'?",
+                         space=VALID.replace("objectives:", "objective:")),
+    "space-entry-type": Case(run(), "space.prune.method: expected a list of choices",
+                             "a {low, high} range or a single value, got None",
+                             space=VALID.replace("[global, none]", "")),
+    "dataset-option": Case(run(), "dataset.val_ratio does not apply to task "
+                           "'node_classification'", "allowed: loader, name, split, num_val, "
+                           "num_test", space=VALID.replace("num_test: 500", "num_test: 500, "
+                                                           "val_ratio: 0.1")),
+    "model-argument": Case(run(), "model.kwargs: model 'gcn' cannot be built with hidden=-5",
+                           "give it a value the model accepts",
+                           space=VALID.replace("hidden: 16", "hidden: -5")),
+    "duplicate-objective": Case(["pareto", "--experiment", "existing", "--tracking-uri",
+                                 "{uri}", "--objectives", "val_acc:max,val_acc:min"],
+                                "objective 'val_acc' is given both max and min",
+                                "give each metric once"),
+    "empty-name": Case(run("--name", ""), "--name '' is empty",
+                       "give a name of letters, digits, '.', '_' and '-'"),
+    "long-name": Case(run("--name", "a" * 120), "is 120 characters long",
+                      "allowed: at most 100"),
+    "seed-range": Case(run("--seed", "-1"), "argument --seed: '-1' is not allowed",
+                       "expected an integer in 0..4294967295"),
+    "export-onto-file": Case(["export", "--run-id", "{corrupt_run}", "--out", "{tmp}/a-file",
+                              "--tracking-uri", "{uri}"], "a-file already exists",
+                             "choose another path or remove it"),
+    "out-is-a-file": Case(["report", "--experiment", "existing", "--out", "{tmp}/a-file",
+                           "--tracking-uri", "{uri}", "--no-log"], "a-file is a file",
+                          "give a folder (it is created if missing)"),
+    "out-is-a-folder": Case(["pareto", "--experiment", "existing", "--out", "{tmp}",
+                             "--tracking-uri", "{uri}"], "is a folder",
+                            "give a file name, e.g."),
+    "out-missing-folder": Case(["pareto", "--experiment", "existing", "--out",
+                                "{tmp}/nowhere/front.csv", "--tracking-uri", "{uri}"],
+                               "/nowhere does not exist", "create it or choose another path"),
+    "out-unwritable": Case(["pareto", "--experiment", "existing", "--out", "/proc/front.csv",
+                            "--tracking-uri", "{uri}"], "--out /proc/front.csv is not writable",
+                           "choose another path"),
+    "run-id-ambiguous": Case(["export", "--run-id", "{ambiguous}", "--out", "{tmp}/m.gnnz",
+                              "--tracking-uri", "{uri}"], "is ambiguous: ",
+                             "trials match ("),
 }
 
 
@@ -139,7 +185,15 @@ def existing(tmp_path_factory, data_root, cache_dir):
     client.log_artifact(run.info.run_id, str(tmp / "model.gnnz"), "model")
     client.set_terminated(run.info.run_id, "FINISHED")
     return {"tmp": tmp, "storage": storage, "uri": uri, "space": space,
-            "corrupt_run": run.info.run_id}
+            "corrupt_run": run.info.run_id, "ambiguous": _ambiguous_prefix(client)}
+
+
+def _ambiguous_prefix(client: MlflowClient) -> str:
+    """A one-digit prefix two trial run ids share: 17 runs, 16 hex digits."""
+    experiment = client.create_experiment("prefixes")
+    ids = [client.create_run(experiment, tags={"gnn_search.role": "trial"}).info.run_id
+           for _ in range(17)]
+    return next(c for c in "0123456789abcdef" if sum(i.startswith(c) for i in ids) > 1)
 
 
 def _state(existing) -> tuple:
@@ -181,13 +235,16 @@ def test_bad_input_is_one_line_and_changes_nothing(key, existing, capsys, monkey
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     space = tmp / f"{key}.yaml"
-    space.write_text(case.space if case.space is not None else VALID)
+    if isinstance(case.space, bytes):
+        space.write_bytes(case.space)
+    else:
+        space.write_text(case.space if case.space is not None else VALID)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         values = {"space": space, "storage": existing["storage"], "uri": existing["uri"],
                   "tmp": tmp, "port": free_port(), "busy": busy.getsockname()[1],
-                  "corrupt_run": existing["corrupt_run"]}
+                  "corrupt_run": existing["corrupt_run"], "ambiguous": existing["ambiguous"]}
         args = [a.format(**values) for a in case.args]
         before = _state(existing)
         capsys.readouterr()

@@ -103,3 +103,122 @@ def test_missing_dataset_is_one_line(tmp_path, monkeypatch):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert str(empty / "Cora" / "raw") in proc.stderr and "ind.cora.x" in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--seed", "-1"], "gnn-search run: error: argument --seed: '-1' is not allowed; "
+                              "expected an integer in 0..4294967295; see gnn-search run --help"),
+    (["trial", "--seed", str(2**32)], "gnn-search trial: error: argument --seed: '4294967296' "
+                                      "is not allowed; expected an integer in 0..4294967295"),
+    (["trial", "--seed", "x"], "gnn-search trial: error: argument --seed: 'x' is not allowed"),
+    (["run", "--sampler", "cmaes"], "gnn-search run: error: argument --sampler: invalid choice"),
+    ([], "gnn-search: error: the following arguments are required: COMMAND"),
+])
+def test_a_refused_command_line_is_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(message), err
+
+
+def test_analysis_entry_point_refuses_in_one_line_too(capsys):
+    from analysis.cli import main as analysis_main
+
+    assert analysis_main(["pareto"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("gnn-search pareto: error: the following arguments are required: "
+                   "--experiment; see gnn-search pareto --help")
+
+
+def _error(args: list[str], capsys) -> str:
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("name", ["", "a" * 101])
+def test_empty_or_long_name_is_refused_before_anything(name, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = _error(["run", "--name", name, "--storage", str(tmp_path / "ray"), "--tracking-uri",
+                  f"sqlite:///{tmp_path / 'mlflow.db'}"], capsys)
+    assert ("--name '' is empty" if not name else "is 101 characters long; allowed: at most "
+            "100") in err
+    assert list(tmp_path.iterdir()) == [], "no storage, no tracking store"
+
+
+def test_a_name_of_100_characters_is_allowed():
+    from search.run import SearchSettings, check_settings
+
+    with pytest.raises(ValueError, match="--trials must be >= 1"):  # the name passed
+        check_settings(SearchSettings(name="a" * 100, trials=0))
+    with pytest.raises(ValueError, match=r"--seed -1 is not allowed; expected an integer in "
+                                         r"0\.\.4294967295"):
+        check_settings(SearchSettings(name="ok", seed=-1))
+
+
+def test_objectives_each_metric_once(tmp_path, capsys):
+    # refused before the (missing) tracking store is read
+    uri = f"sqlite:///{tmp_path / 'none.db'}"
+    for objectives, twice in (("val_acc:max,val_acc:min", "both max and min"),
+                              ("val_acc:max,size_bytes:min,val_acc:max", "max twice")):
+        err = _error(["pareto", "--experiment", "x", "--tracking-uri", uri, "--objectives",
+                      objectives], capsys)
+        assert f"objective 'val_acc' is given {twice}; give each metric once" in err
+    err = _error(["compare", "--experiments", "a", "b", "--tracking-uri", uri, "--objectives",
+                  "val_acc:max,val_acc:min"], capsys)
+    assert "is given both max and min" in err
+
+
+def test_out_paths_are_checked_before_any_run_is_read(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'none.db'}"  # no store: a check after reading would say so
+    (tmp_path / "model.gnnz").write_text("mine")
+    (tmp_path / "other.gnnz.json").write_text("mine")
+    (tmp_path / "a-file").write_text("mine")
+    pareto = ["pareto", "--experiment", "x", "--tracking-uri", uri, "--out"]
+    report = ["report", "--experiment", "x", "--tracking-uri", uri, "--out"]
+    export = ["export", "--run-id", "abc", "--tracking-uri", uri, "--out"]
+    cases = [
+        ([*pareto, str(tmp_path)], f"--out {tmp_path} is a folder; give a file name"),
+        ([*pareto, str(tmp_path / "no" / "f.csv")],
+         f"folder {tmp_path / 'no'} does not exist; create it or choose another path"),
+        ([*pareto, str(tmp_path / "a-file" / "f.csv")], "is a file, not a folder"),
+        ([*pareto, "/proc/front.csv"], "--out /proc/front.csv is not writable"),
+        ([*report, str(tmp_path / "a-file")], "a-file is a file; give a folder"),
+        ([*report, str(tmp_path / "a-file" / "r")], "a-file is a file, not a folder"),
+        ([*report, "/proc/report"], "--out /proc/report is not writable"),
+        ([*export, str(tmp_path / "model.gnnz")],
+         "model.gnnz already exists; choose another path or remove it"),
+        ([*export, str(tmp_path / "other.gnnz")], "other.gnnz.json already exists"),
+        ([*export, str(tmp_path)], "is a folder"),
+    ]
+    for args, message in cases:
+        err = _error(args, capsys)
+        assert message in err and "no MLflow database" not in err, err
+    assert (tmp_path / "model.gnnz").read_text() == "mine", "nothing overwritten"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "model.gnnz",
+                                                          "other.gnnz.json"]
+
+
+def test_export_takes_a_run_id_prefix(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from analysis.export import find_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("prefixes")
+    ids = [client.create_run(experiment, tags={"gnn_search.role": "trial"}).info.run_id
+           for _ in range(17)]
+    client.create_run(experiment, tags={"gnn_search.role": "search"})  # not a trial
+    for run_id in ids:
+        assert find_run(client, run_id[:8], uri).info.run_id == run_id
+        assert find_run(client, run_id.upper()[:8], uri).info.run_id == run_id
+    assert find_run(client, ids[0], uri).info.run_id == ids[0]
+    shared = next(c for c in "0123456789abcdef" if sum(i.startswith(c) for i in ids) > 1)
+    matching = [i for i in ids if i.startswith(shared)]
+    with pytest.raises(ValueError, match=rf"run id prefix '{shared}' is ambiguous: "
+                                         rf"{len(matching)} trials match \(.*{matching[0]}"):
+        find_run(client, shared, uri)
+    with pytest.raises(ValueError, match="unknown run id 'zz' in .*give a trial's run id or a "
+                                         "prefix of it"):
+        find_run(client, "zz", uri)
