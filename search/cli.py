@@ -284,6 +284,7 @@ def cmd_trial(args) -> int:
     space = load_space(args.space)
     config = space.with_overrides(_parse_sets(args.set))
     measure_settings = _measure_settings(args)  # bad values fail before any work
+    out = analysis_cli.check_out_folder(args.out)
     dataset = space.dataset.as_dict()
     task = build_task(space.task, dataset, args.data_root, space.baseline.seed)
     baseline, _ = get_baseline(
@@ -292,7 +293,7 @@ def cmd_trial(args) -> int:
         progress=not args.json,
     )
     report = _epoch_printer(config, task) if not args.json else _ignore
-    result = run_cycle(config, task, baseline, report, Path(args.out).resolve(),
+    result = run_cycle(config, task, baseline, report, out,
                        seed=args.seed, measure_settings=measure_settings)
     if args.json:
         print(json.dumps({**result.metrics, "tags": result.tags, "config": config,

@@ -190,6 +190,7 @@ def test_out_paths_are_checked_before_any_run_is_read(tmp_path, capsys):
          "model.gnnz already exists; choose another path or remove it"),
         ([*export, str(tmp_path / "other.gnnz")], "other.gnnz.json already exists"),
         ([*export, str(tmp_path)], "is a folder"),
+        (["trial", "--out", str(tmp_path / "a-file")], "a-file is a file; give a folder"),
     ]
     for args, message in cases:
         err = _error(args, capsys)
