@@ -403,7 +403,7 @@ class _SpaceYAML(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         lines: dict[str, int] = {}
-        for key_node, _ in node.value:
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden
                 continue
             key = self.construct_object(key_node, deep=True)
