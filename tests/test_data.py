@@ -72,3 +72,54 @@ def test_proteins_and_bbbp_load_with_published_counts(data_root):
     bbbp = load_dataset("moleculenet", "BBBP", data_root)
     assert len(bbbp) == 2039 and bbbp.num_node_features == 9
     assert int(bbbp.y.sum()) == 1560
+
+
+class _Payload:
+    """Unpickling this creates a file: proof that loading a pickle runs its code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_planetoid_pickles_that_differ_from_the_known_ones_are_refused(data_root, tmp_path,
+                                                                      monkeypatch):
+    """A crafted ``ind.cora.x`` would run code as PyG unpickles it: the raw files are checked
+    against their known SHA-256 first, and the code never runs."""
+    import pickle
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(data_root / "Cora" / "raw", root / "Cora" / "raw")
+    marker = tmp_path / "payload-ran"
+    (root / "Cora" / "raw" / "ind.cora.x").write_bytes(pickle.dumps(_Payload(marker)))
+    monkeypatch.delenv(data.TRUST_ENV, raising=False)
+    with pytest.raises(data.UntrustedDataError) as info:
+        load_dataset("planetoid", "Cora", root)
+    message = str(info.value)
+    assert "ind.cora.x is not the known Cora file" in message
+    assert f"{data.TRUST_ENV}=1" in message and "run code when loaded" in message
+    assert not marker.exists() and not (root / "Cora" / "processed").exists()
+    # the payload is real: the same bytes do run code when unpickled
+    pickle.loads((root / "Cora" / "raw" / "ind.cora.x").read_bytes())
+    assert marker.exists()
+
+
+def test_known_digests_match_the_vendored_files_and_trust_opts_out(data_root, tmp_path,
+                                                                   monkeypatch):
+    import shutil
+
+    for file in data.KNOWN_SHA256["Cora"]:
+        assert (data_root / "Cora" / "raw" / file).is_file()
+    data.check_known_digests(data_root / "Cora" / "raw", "Cora")  # the vendored ones pass
+    raw = tmp_path / "Cora" / "raw"
+    shutil.copytree(data_root / "Cora" / "raw", raw)
+    with (raw / "ind.cora.y").open("ab") as f:
+        f.write(b"\n")  # still a valid pickle (trailing bytes are ignored), no longer known
+    monkeypatch.delenv(data.TRUST_ENV, raising=False)
+    with pytest.raises(data.UntrustedDataError, match="ind.cora.y is not the known"):
+        data.check_known_digests(raw, "Cora")
+    monkeypatch.setenv(data.TRUST_ENV, "1")
+    assert load_dataset("planetoid", "Cora", tmp_path)[0].num_nodes == 2708

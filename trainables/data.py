@@ -3,11 +3,13 @@
 Datasets load with PyTorch Geometric's own classes from a data root (``--data-root``, else
 ``$GNN_SEARCH_DATA``, else ``~/.cache/gnn-search/datasets``). PyG downloads a missing dataset
 when it can; when it cannot, :class:`DatasetMissingError` names the folder and the raw files
-it expected, instead of a traceback from inside PyG.
+it expected, instead of a traceback from inside PyG. Raw files that are Python pickles
+(Planetoid's) are checked against the digests the project knows before they load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +23,46 @@ DATA_ENV = "GNN_SEARCH_DATA"
 DEFAULT_DATA_ROOT = Path.home() / ".cache" / "gnn-search" / "datasets"
 
 
+TRUST_ENV = "GNN_SEARCH_TRUST_DATA"  # "1": load raw files whose digests are not the known ones
+
+# SHA-256 of raw files the project knows (the vendored copies, which are byte-identical to
+# Planetoid's published ones). Planetoid's raw files are Python pickles: loading one runs
+# whatever code it holds, so files that differ from these are refused unless trusted.
+KNOWN_SHA256: dict[str, dict[str, str]] = {
+    "Cora": {
+        "ind.cora.allx": "9419ba2f26f5c35243db64aba110e0f35a04851609e0dc5433450676ca6b8543",
+        "ind.cora.ally": "2b998f5cc7fedc86e7f97ca2498f47a1ffc1462c29e2d578b23bf3f62b6e7d71",
+        "ind.cora.graph": "58f13302f39dde8852dad6fe6d15b89b077b6d7f837626bce671ef80344b383d",
+        "ind.cora.test.index":
+            "297ce89af2b51a6a194181c7dbe1796c6a1cf9cd9349a88383b1b1e227867875",
+        "ind.cora.tx": "b9afbaa4a400df991f6f02ef677e1e44da55ffc04801fd02f9e673987829226a",
+        "ind.cora.ty": "41f5ac76596a1699cc33f53084a2419e92961c42bb75f36fc38e616d348532ad",
+        "ind.cora.x": "23cfa55d91c6f624233f5eb7b6e3f141f1bd2b2ae39608a63cf5d084bb27baab",
+        "ind.cora.y": "94465c14eb53e04ca262198dcbb2521ee8af60fb3f3d546cd6ca24a511b0e7d1",
+    },
+}
+
+
 class DatasetMissingError(RuntimeError):
     """A dataset is not on disk and could not be downloaded."""
+
+
+class UntrustedDataError(ValueError):
+    """Raw files that run code when loaded (pickles) differ from the known ones."""
+
+
+def check_known_digests(raw_dir: Path, name: str) -> None:
+    """Refuse raw files of a dataset whose SHA-256 the project knows and that differ from it
+    (a crafted pickle runs code when loaded), unless ``$GNN_SEARCH_TRUST_DATA`` is ``1``."""
+    if os.environ.get(TRUST_ENV) == "1":
+        return
+    for file, digest in KNOWN_SHA256.get(name, {}).items():
+        path = raw_dir / file
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise UntrustedDataError(
+                f"{path} is not the known {name} file (its SHA-256 differs); these raw files "
+                f"are Python pickles, which run code when loaded: put the original files "
+                f"there, or set {TRUST_ENV}=1 to load data you trust anyway")
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
@@ -39,6 +79,7 @@ class DatasetLoader:
     raw_files: Callable[[str], list[str]]  # dataset name -> required raw file names
     build: Callable[..., InMemoryDataset]  # (root, name, **options) -> dataset
     names: tuple[str, ...]  # names PyG's class accepts
+    pickled: bool = False  # raw files are Python pickles (loading them can run code)
 
 
 def _planetoid(root: Path, name: str) -> InMemoryDataset:
@@ -69,6 +110,7 @@ LOADERS: dict[str, DatasetLoader] = {
         ],
         build=_planetoid,
         names=("Cora", "CiteSeer", "PubMed"),
+        pickled=True,
     ),
     "tu": DatasetLoader(
         folder=lambda name: name,
@@ -102,6 +144,8 @@ def load_dataset(loader: str, name: str, data_root: str | os.PathLike | None = N
     root = resolve_data_root(data_root)
     raw_dir = root / spec.folder(name) / "raw"
     missing = [f for f in spec.raw_files(name) if not any(raw_dir.glob(f))]
+    if spec.pickled:
+        check_known_digests(raw_dir, name)
     try:
         return spec.build(root, name, **options)
     except Exception as err:  # PyG's download failed (offline) or raw files are unreadable
