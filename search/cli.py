@@ -277,14 +277,17 @@ def _epoch_printer(config: dict, task):
 
 def cmd_trial(args) -> int:
     from spaces import load_space
-    from trainables.baseline import get_baseline
+    from trainables.baseline import get_baseline, resolve_cache_dir
     from trainables.cycle import run_cycle
+    from trainables.data import check_folder, resolve_data_root
     from trainables.tasks import build_task
 
     space = load_space(args.space)
     config = space.with_overrides(_parse_sets(args.set))
     measure_settings = _measure_settings(args)  # bad values fail before any work
     out = analysis_cli.check_out_folder(args.out)
+    check_folder(resolve_data_root(args.data_root), "--data-root")
+    check_folder(resolve_cache_dir(args.cache_dir), "--cache-dir")
     dataset = space.dataset.as_dict()
     task = build_task(space.task, dataset, args.data_root, space.baseline.seed)
     baseline, _ = get_baseline(

@@ -41,7 +41,8 @@ from search.tracking import (
 from search.trial import ERROR_KEY, trial_fn
 from spaces import SearchSpace
 from spaces.samplers import SEED_MAX, make_sampler
-from trainables.baseline import Baseline, get_baseline
+from trainables.baseline import Baseline, get_baseline, resolve_cache_dir
+from trainables.data import check_folder, resolve_data_root
 from trainables.measure import MeasureSettings
 from trainables.params import validate_config
 from trainables.tasks import build_task
@@ -133,6 +134,8 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
         )
     if settings.address is not None:
         cluster.check_address(settings.address)
+    check_folder(resolve_data_root(settings.data_root), "--data-root")
+    check_folder(resolve_cache_dir(settings.cache_dir), "--cache-dir")
     cluster.check_tracking_uri(settings.tracking_uri)
     tune_storage.check_writable(settings.storage)  # the first thing written: after every check
 

@@ -74,6 +74,10 @@ CASES = {
                                 "start it (`ray up ray_cluster.yaml` or `ray start --head`)"),
     "unwritable-storage": Case(run("--storage", "{tmp}/a-file/ray"), "is not writable",
                                "give a writable folder or a URI"),
+    "cache-dir-file": Case(run("--cache-dir", "{tmp}/a-file/cache"),
+                           "a-file is a file, not a folder", "give a folder"),
+    "data-root-file": Case(run("--data-root", "{tmp}/a-file"), "a-file is a file, not a folder",
+                           "give a folder"),
     "unknown-storage-uri": Case(run("--storage", "foo://bucket/x"), "--storage "
                                 "'foo://bucket/x' is not a storage location Tune can use",
                                 "allowed: a folder or a URI (file://, s3://, gs://"),

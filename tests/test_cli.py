@@ -32,6 +32,19 @@ def test_help_lists_commands_and_options(capsys):
         assert option in run_help
 
 
+@pytest.mark.parametrize("option", ["--cache-dir", "--data-root"])
+def test_trial_refuses_a_folder_option_that_is_a_file(option, tmp_path):
+    """A cache or data folder that is a file is refused before the dataset and baseline."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = _cli("trial", option, str(blocker / "sub"), "--out", str(tmp_path / "m"),
+                cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"gnn-search trial: error: {option} {blocker / 'sub'}: {blocker} is a "
+                     "file, not a folder; give a folder"], proc.stderr
+
+
 @pytest.mark.slow
 def test_trial_json(data_root, cache_dir, tmp_path):
     proc = _cli("trial", "--set", "prune.method=global", "--set", "prune.sparsity=0.95",
