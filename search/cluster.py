@@ -133,12 +133,13 @@ def connect(address: str | None, object_store_bytes: int) -> int:
     return int(ray.cluster_resources().get("CPU", 0))
 
 
-def check_tracking_uri(uri: str) -> None:
-    """The tracking store is usable before anything starts: no credentials in the URI, a
-    server answers ``/health``, a SQLite file's folder exists."""
+def check_tracking_uri(uri: str, option: str = "--tracking-uri") -> None:
+    """The tracking store is usable before anything starts: a scheme MLflow stores runs in,
+    no credentials in the URI, a server answers ``/health``, a SQLite file's folder exists
+    (and the file is not a folder), a database answers; ``option`` names it in errors."""
     parts = urlsplit(uri)
     if parts.username or parts.password:
-        raise ValueError("--tracking-uri must not carry credentials (user:password@...); set "
+        raise ValueError(f"{option} must not carry credentials (user:password@...); set "
                          "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
                          "MLFLOW_TRACKING_TOKEN instead")
     if parts.scheme in ("http", "https"):
@@ -149,9 +150,45 @@ def check_tracking_uri(uri: str) -> None:
     elif parts.scheme == "sqlite":
         database = uri.removeprefix("sqlite:///")
         if database and database != ":memory:" and not Path(database).parent.is_dir():
-            raise ValueError(f"--tracking-uri {uri}: folder {Path(database).parent} does not "
+            raise ValueError(f"{option} {uri}: folder {Path(database).parent} does not "
                              "exist; allowed: sqlite:////abs/path/mlflow.db in an existing "
                              "folder, or http://HOST:PORT")
+        if database and Path(database).is_dir():
+            raise ValueError(f"{option} {uri}: {database} is a folder; allowed: "
+                             "sqlite:////abs/path/mlflow.db (a file), or http://HOST:PORT")
+    elif parts.scheme.split("+")[0] in DATABASE_SCHEMES:
+        _check_database(uri, option)
+    else:
+        raise ValueError(f"{option} {uri!r}: scheme {parts.scheme!r} is not a tracking "
+                         f"store MLflow can use here; allowed: {TRACKING_URIS}")
+
+
+# SQLAlchemy databases MLflow keeps runs in (besides SQLite), with the driver's option that
+# bounds the connection attempt in seconds.
+DATABASE_SCHEMES = {"postgresql": "connect_timeout", "mysql": "connect_timeout",
+                    "mssql": "timeout"}
+TRACKING_URIS = ("sqlite:////abs/path/mlflow.db, http(s)://HOST:PORT, or a database "
+                 "(postgresql://, mysql://, mssql://)")
+
+
+def _check_database(uri: str, option: str) -> None:
+    """A database tracking store answers within seconds (not after MLflow's minutes of
+    retries), and its Python driver is installed."""
+    import sqlalchemy
+
+    timeout = {DATABASE_SCHEMES[urlsplit(uri).scheme.split("+")[0]]: 5}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=timeout)
+        with engine.connect():
+            pass
+    except ModuleNotFoundError as err:
+        raise ValueError(f"{option} {urlsplit(uri).scheme}://...: its database driver "
+                         f"is not installed ({first_line(err)}); install it, or use "
+                         f"{TRACKING_URIS}") from None
+    except Exception as err:  # the driver's own connection errors: one line
+        raise ConnectionError(f"{option} {urlsplit(uri).scheme}://...: the database "
+                              f"does not answer ({first_line(err)}); start it, or use "
+                              f"{TRACKING_URIS}") from None
 
 
 def server_healthy(uri: str, timeout: float = 5.0) -> bool:
@@ -193,7 +230,7 @@ def serve_mlflow(backend_store_uri: str | None, artifacts_destination: str | Non
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     backend = backend_store_uri or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
-    check_tracking_uri(backend)
+    check_tracking_uri(backend, "--backend-store-uri")
     artifacts = artifacts_destination or str((Path.cwd() / "mlartifacts").resolve())
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:

@@ -109,6 +109,14 @@ CASES = {
                              "--tracking-uri", "{uri}"], "model/model.gnnz is damaged: not a "
                             "compressed GNN model file (bad magic)",
                             "export needs the model file its trial wrote"),
+    "tracking-uri-scheme": Case(run("--tracking-uri", "foo://store"), "--tracking-uri "
+                                "'foo://store': scheme 'foo' is not a tracking store",
+                                "allowed: sqlite:////abs/path/mlflow.db, http(s)://HOST:PORT"),
+    "tracking-uri-folder": Case(run("--tracking-uri", "sqlite:///{tmp}"), "is a folder",
+                                "allowed: sqlite:////abs/path/mlflow.db (a file)"),
+    "server-backend": Case(["mlflow-server", "--port", "{port}", "--backend-store-uri",
+                            "file:///srv/mlruns"], "--backend-store-uri 'file:///srv/mlruns': "
+                           "scheme 'file' is not a tracking store", "allowed: sqlite:///"),
     "server-port": Case(["mlflow-server", "--port", "70000"],
                         "--port 70000 is not a TCP port", "allowed: 1..65535"),
     "server-port-busy": Case(["mlflow-server", "--port", "{busy}"], "cannot listen on "

@@ -236,3 +236,19 @@ def test_export_takes_a_run_id_prefix(tmp_path):
     with pytest.raises(ValueError, match="unknown run id 'zz' in .*give a trial's run id or a "
                                          "prefix of it"):
         find_run(client, "zz", uri)
+
+
+def test_a_database_tracking_uri_is_tried_once_not_retried_for_minutes(tmp_path, capsys,
+                                                                      monkeypatch):
+    """postgresql:// with no server (or no driver) is one line within seconds."""
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    started = time.perf_counter()
+    err = _error(["run", "--storage", str(tmp_path / "ray"), "--tracking-uri",
+                  "postgresql://127.0.0.1:1/runs"], capsys)
+    assert time.perf_counter() - started < 60
+    assert "--tracking-uri postgresql://...: " in err, err
+    assert "driver is not installed" in err or "does not answer" in err, err
+    assert "allowed: sqlite:////abs/path/mlflow.db" in err or "use sqlite:///" in err, err
+    assert not (tmp_path / "ray").exists()
