@@ -123,3 +123,18 @@ def test_known_digests_match_the_vendored_files_and_trust_opts_out(data_root, tm
         data.check_known_digests(raw, "Cora")
     monkeypatch.setenv(data.TRUST_ENV, "1")
     assert load_dataset("planetoid", "Cora", tmp_path)[0].num_nodes == 2708
+
+
+def test_a_damaged_raw_file_is_one_line_naming_the_folder(data_root, tmp_path):
+    import shutil
+
+    raw = tmp_path / "PROTEINS" / "raw"
+    shutil.copytree(data_root / "PROTEINS" / "raw", raw)
+    (raw / "PROTEINS_A.txt").write_text("1, 2\nnot, numbers\n")
+    with pytest.raises(data.DatasetDamagedError) as info:
+        load_dataset("tu", "PROTEINS", tmp_path)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1
+    assert f"dataset 'PROTEINS' in {raw} could not be read (" in message
+    assert "put the original raw files there and delete" in message
+    assert str(tmp_path / "PROTEINS" / "processed") in message

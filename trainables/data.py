@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
+from trainables.errors import first_line
+
 DATA_ENV = "GNN_SEARCH_DATA"
 DEFAULT_DATA_ROOT = Path.home() / ".cache" / "gnn-search" / "datasets"
 
@@ -45,6 +47,10 @@ KNOWN_SHA256: dict[str, dict[str, str]] = {
 
 class DatasetMissingError(RuntimeError):
     """A dataset is not on disk and could not be downloaded."""
+
+
+class DatasetDamagedError(ValueError):
+    """A dataset's files are there but cannot be read."""
 
 
 class UntrustedDataError(ValueError):
@@ -159,7 +165,12 @@ def load_dataset(loader: str, name: str, data_root: str | os.PathLike | None = N
         return spec.build(root, name, **options)
     except Exception as err:  # PyG's download failed (offline) or raw files are unreadable
         if not missing:
-            raise
+            processed = root / spec.folder(name) / "processed"
+            raise DatasetDamagedError(
+                f"dataset {name!r} in {raw_dir} could not be read "
+                f"({first_line(err, with_type=True, limit=300)}); its files may be damaged: "
+                f"put the original raw files there and delete {processed}, or point "
+                f"--data-root / ${DATA_ENV} elsewhere") from None
         raise DatasetMissingError(
             f"dataset {name!r} is not in {raw_dir} and could not be downloaded ({err}). "
             f"Put its raw files there ({', '.join(spec.raw_files(name))}), or point "
