@@ -123,6 +123,7 @@ def test_corrupted_and_unknown_files_fail_clearly(tmp_path):
     with pytest.raises(StorageError, match="cannot read model file"):
         load_state(tmp_path / "missing.gnnz")
 
+
     with pytest.raises(ValueError, match="unknown layout 'zip'"):
         save_model(path, {"w": torch.ones(2)}, layout="zip")
 
@@ -154,3 +155,45 @@ def test_model_files_are_read_without_executing_code(tmp_path):
     assert not marker.exists()
     pickle.loads((tmp_path / "evil.pkl").read_bytes()).close()  # the payload is real
     assert marker.exists()
+
+
+def test_an_edited_header_is_refused_and_version_1_files_still_load(tmp_path):
+    """The JSON header is covered by its own checksum (format version 2): a shape edited to
+    another of the same length never reaches torch; files written before it (version 1, no
+    header checksum) load as they did."""
+    import json
+    import struct
+    import zlib
+
+    path = tmp_path / "m.gnnz"
+    weights = {"w": torch.randn(4, 6)}
+    save_model(path, weights, meta={"note": "x"})
+    data = path.read_bytes()
+    assert data[4] == 2
+    edited = data.replace(b'"shape":[4,6]', b'"shape":[6,4]')
+    assert edited != data and len(edited) == len(data)
+    (tmp_path / "edited").write_bytes(edited)
+    with pytest.raises(StorageError, match="header is edited, truncated or corrupted"):
+        load_state(tmp_path / "edited")
+    # the same file as version 1 wrote it: no header checksum, read as before
+    header_len = struct.unpack("<I", data[5:9])[0]
+    header, payload = data[13:13 + header_len], data[13 + header_len:]
+    assert zlib.crc32(header) == struct.unpack("<I", data[9:13])[0]
+    assert json.loads(header)["meta"] == {"note": "x"}
+    (tmp_path / "v1").write_bytes(b"GNNZ" + struct.pack("<BI", 1, header_len) + header + payload)
+    state, meta = load_state(tmp_path / "v1")
+    assert _bits_equal(state["w"], weights["w"]) and meta == {"note": "x"}
+
+
+def test_a_header_that_does_not_fit_its_tensors_is_a_storage_error(tmp_path):
+    """A (version 1) file whose header names a model its tensors do not fit is refused as a
+    damaged model file, not torch's RuntimeError."""
+    from trainables.cycle import load_compressed
+    from trainables.models import build_model
+
+    model = build_model("gcn", 8, 3, hidden=4)
+    path = tmp_path / "m.gnnz"
+    save_model(path, model.state_dict(), meta={"model": {"name": "gcn", "kwargs": {"hidden": 5}},
+                                               "num_features": 8, "num_classes": 3})
+    with pytest.raises(StorageError, match="its tensors do not fit the model its header names"):
+        load_compressed(path)

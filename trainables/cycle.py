@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from trainables import measure
 from trainables.baseline import Baseline
+from trainables.errors import first_line
 from trainables.model_file import StorageError, describe, load_state, save_model
 from trainables.models import Target, build_model, compression_targets
 from trainables.params import check_fit, complete_config
@@ -93,12 +94,16 @@ def _restore(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
 def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model from a compressed file written by :func:`run_cycle`."""
     state, meta = load_state(path)
-    spec = meta["model"]
-    model = build_model(spec["name"], meta["num_features"], meta["num_classes"],
-                        **spec.get("kwargs", {}))
-    if meta.get("activation_quant"):
-        attach_activation_quant(model, meta["activation_quant"], frozen=True)
-    model.load_state_dict(state)
+    try:
+        spec = meta["model"]
+        model = build_model(spec["name"], meta["num_features"], meta["num_classes"],
+                            **spec.get("kwargs", {}))
+        if meta.get("activation_quant"):
+            attach_activation_quant(model, meta["activation_quant"], frozen=True)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a header that lies
+        raise StorageError(f"{path}: its tensors do not fit the model its header names "
+                           f"({first_line(err, with_type=True, limit=300)})") from None
     return model.eval(), meta
 
 

@@ -1,9 +1,11 @@
 """Compressed model files (the study's "Algorithm 1", done right).
 
-A file is ``GNNZ`` + version byte + header length (u32, little endian) + a JSON header +
-one payload of raw little-endian blobs. The header lists every tensor with its shape, dtype,
-chosen layout and blob ranges, plus free-form ``meta`` (model spec, config). Loading parses
-JSON and reads arrays with ``numpy.frombuffer``: nothing in a file can execute code.
+A file is ``GNNZ`` + version byte + header length (u32, little endian) + the header's CRC32
+(u32; version 2, so an edited header is refused like a damaged payload) + a JSON header +
+one payload of raw little-endian blobs. Version 1 files (no header checksum) still load.
+The header lists every tensor with its shape, dtype, chosen layout and blob ranges, plus
+free-form ``meta`` (model spec, config). Loading parses JSON and reads arrays with
+``numpy.frombuffer``: nothing in a file can execute code.
 
 Per tensor, the writer tries every layout and keeps the smallest:
 
@@ -33,7 +35,8 @@ from torch import Tensor
 from trainables.quantization import QuantizedTensor, dequantize
 
 MAGIC = b"GNNZ"
-VERSION = 1
+VERSION = 2  # written; 1 (no header checksum) is still read
+READABLE_VERSIONS = (1, 2)
 LAYOUTS = ("dense", "coo", "csr", "bitmask")
 _DTYPES = {
     "float32": (torch.float32, np.float32),
@@ -184,7 +187,8 @@ def save_model(
         },
         separators=(",", ":"),
     ).encode()
-    data = MAGIC + struct.pack("<BI", VERSION, len(header)) + header + bytes(payload)
+    data = (MAGIC + struct.pack("<BII", VERSION, len(header), zlib.crc32(header)) + header
+            + bytes(payload))
     Path(path).write_bytes(data)
     return len(data)
 
@@ -237,15 +241,22 @@ def read_header(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[dict[
     if len(data) < 9 or data[:4] != MAGIC:
         raise StorageError(f"{path}: not a compressed GNN model file (bad magic)")
     version, header_len = struct.unpack("<BI", data[4:9])
-    if version != VERSION:
-        raise StorageError(f"{path}: unsupported format version {version}; allowed: {VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise StorageError(f"{path}: unsupported format version {version}; allowed: "
+                           f"{', '.join(map(str, READABLE_VERSIONS))}")
+    start = 9 if version == 1 else 13
+    raw_header = data[start : start + header_len]
+    if version >= 2 and (len(data) < 13 or len(raw_header) != header_len
+                         or zlib.crc32(raw_header) != struct.unpack("<I", data[9:13])[0]):
+        raise StorageError(f"{path}: header is edited, truncated or corrupted (checksum "
+                           "mismatch)")
     try:
-        header = json.loads(data[9 : 9 + header_len])
+        header = json.loads(raw_header)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise StorageError(f"{path}: corrupted header ({err})") from None
     if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
         raise StorageError(f"{path}: corrupted header (not a tensor table)")
-    payload = data[9 + header_len :]
+    payload = data[start + header_len :]
     if len(payload) != header.get("payload_bytes") or zlib.crc32(payload) != header.get(
         "payload_crc32"
     ):
