@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from trainables.params import INACTIVE  # what an absent conditional parameter means
+from trainables.param_defaults import INACTIVE  # what an absent parameter means
 
 ROLE_TAG = "gnn_search.role"  # "search" (parent run) or "trial" (child run)
 SEARCH_TAG = "gnn_search.search"  # the search's name, on parent and children

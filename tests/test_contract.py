@@ -153,3 +153,15 @@ def test_every_registered_method_bit_width_and_model_is_in_the_contract():
     assert models == set(TASK.models)
     assert {p for p, _ in SPARSITY_CASES} == set(PRUNERS) - {"none"}
     assert {q for q, _ in BITS_CASES} == set(QUANTIZERS) - {"fp32"}
+
+
+def test_every_parameter_has_a_default_that_it_allows():
+    """What an absent parameter means (trainables/param_defaults.py) covers every parameter,
+    with values the parameter's own check accepts."""
+    from trainables.param_defaults import DEFAULTS, INACTIVE
+    from trainables.params import PARAMS
+
+    assert set(DEFAULTS) == set(PARAMS)
+    assert set(INACTIVE) <= set(PARAMS) - {"prune.method", "quant.method"}
+    for key, value in DEFAULTS.items():
+        assert PARAMS[key].check(key, value) == value, key

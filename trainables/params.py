@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from trainables.param_defaults import DEFAULTS
 from trainables.pruning import PENALTIES, PRUNERS
 from trainables.pruning import SCHEDULES as PRUNE_SCHEDULES
 from trainables.quantization import QUANTIZERS, SUPPORTED_BITS
@@ -19,17 +20,14 @@ from trainables.schedules import SCHEDULES
 @dataclass(frozen=True)
 class Param:
     """A parameter: ``kind`` is ``choice``, ``int`` or ``float``; bounds are inclusive unless
-    ``high_open``. ``default`` and ``inactive`` are the one place that says what an absent
-    parameter means: the cycle fills ``default``, the analysis fills ``inactive``."""
+    ``high_open``. What an absent parameter means is :mod:`trainables.param_defaults`."""
 
     kind: str
-    default: Any  # the value when the parameter applies and a config leaves it out
     choices: tuple[Any, ...] = ()
     low: float | None = None
     high: float | None = None
     high_open: bool = False
     help: str = ""
-    inactive: Any = None  # what its absence means when it does not apply (analysis fills it)
 
     def allowed(self) -> str:
         if self.kind == "choice":
@@ -69,30 +67,28 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {
-    "prune.method": Param("choice", "none", tuple(PRUNERS), help="pruning method"),
-    "prune.sparsity": Param("float", 0.0, low=0.0, high=1.0, high_open=True, inactive=0.0,
+    "prune.method": Param("choice", tuple(PRUNERS), help="pruning method"),
+    "prune.sparsity": Param("float", low=0.0, high=1.0, high_open=True,
                             help="fraction of compressible weights set to zero"),
-    "prune.schedule": Param("choice", "one_shot", PRUNE_SCHEDULES, inactive="one_shot",
+    "prune.schedule": Param("choice", PRUNE_SCHEDULES,
                             help="one_shot, or gradual (cubic ramp, Zhu & Gupta 2017)"),
-    "prune.penalty": Param("choice", "l1", PENALTIES, inactive="none",
+    "prune.penalty": Param("choice", PENALTIES,
                            help="regularization: l1 or group_lasso"),
-    "prune.strength": Param("float", 1e-4, low=0.0, high=10.0, inactive=0.0,
+    "prune.strength": Param("float", low=0.0, high=10.0,
                             help="regularization: weight of the penalty in the loss"),
-    "quant.method": Param("choice", "fp32", tuple(QUANTIZERS), help="quantization method"),
-    "quant.bits": Param("choice", 8, SUPPORTED_BITS, inactive=32,  # float weights: 32 bits
+    "quant.method": Param("choice", tuple(QUANTIZERS), help="quantization method"),
+    "quant.bits": Param("choice", SUPPORTED_BITS,
                         help="integer bit-width of weights"),
-    "finetune.epochs": Param("int", 0, low=0, high=10_000,
+    "finetune.epochs": Param("int", low=0, high=10_000,
                              help="fine-tuning epochs after pruning"),
-    "finetune.lr": Param("float", 0.01, low=1e-8, high=10.0,
+    "finetune.lr": Param("float", low=1e-8, high=10.0,
                          help="fine-tuning learning rate (Adam)"),
-    "finetune.schedule": Param("choice", "constant", tuple(SCHEDULES),
+    "finetune.schedule": Param("choice", tuple(SCHEDULES),
                                help="learning-rate schedule"),
-    "finetune.weight_decay": Param("float", 0.0, low=0.0, high=1.0, help="Adam weight decay"),
-    "finetune.grad_clip": Param("float", 0.0, low=0.0, high=1e6,
+    "finetune.weight_decay": Param("float", low=0.0, high=1.0, help="Adam weight decay"),
+    "finetune.grad_clip": Param("float", low=0.0, high=1e6,
                                 help="max gradient norm, 0 = no clipping"),
 }
-DEFAULTS: dict[str, Any] = {key: param.default for key, param in PARAMS.items()}
-INACTIVE: dict[str, Any] = {key: p.inactive for key, p in PARAMS.items() if p.inactive is not None}
 
 
 def is_active(key: str, config: dict[str, Any]) -> bool:
