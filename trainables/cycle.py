@@ -4,7 +4,9 @@ MLflow.
 ``setup`` (baseline weights, the pruner's masks, the quantizer) -> ``finetune`` (masks held
 or ramped, ``report`` per epoch, the best validation epoch kept) -> ``convert`` (final masks
 baked, pruned channels removed, integers, calibration) -> ``save_and_reload`` (the
-compressed file, read back and compared) -> ``evaluate`` -> ``measure``. The methods act
+compressed file, read back and compared) -> ``evaluate`` (the eager reloaded model) ->
+``deploy`` (its deployed form, kernels timed and the plan written into the file; its scores
+are the trial's) -> ``measure`` (deployed and reference). The methods act
 through their lifecycles (:class:`~trainables.pruning.Pruner`,
 :class:`~trainables.quantization.Quantizer`): no stage has a branch for any method.
 """
@@ -22,19 +24,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainables import measure
+from trainables import deployment, measure
 from trainables.baseline import Baseline
-from trainables.errors import first_line
-from trainables.model_file import StorageError, describe, load_state, save_model
-from trainables.models import Target, build_model, compression_targets
+from trainables.compressed import load_compressed
+from trainables.model_file import StorageError, describe, save_model
+from trainables.models import Target, compression_targets
 from trainables.params import check_fit, complete_config
 from trainables.pruning import Pruner, bake_parametrizations, make_pruner
-from trainables.quantization import (
-    QuantizedTensor,
-    Quantizer,
-    attach_activation_quant,
-    get_quantizer,
-)
+from trainables.quantization import QuantizedTensor, Quantizer, get_quantizer
 from trainables.schedules import SCHEDULES
 from trainables.tasks.common import CrossValidation, summarize_folds, train_step
 
@@ -89,22 +86,6 @@ def _restore(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, value in snapshot.items():
             tensors[name].copy_(value)
-
-
-def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model from a compressed file written by :func:`run_cycle`."""
-    state, meta = load_state(path)
-    try:
-        spec = meta["model"]
-        model = build_model(spec["name"], meta["num_features"], meta["num_classes"],
-                            **spec.get("kwargs", {}))
-        if meta.get("activation_quant"):
-            attach_activation_quant(model, meta["activation_quant"], frozen=True)
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a header that lies
-        raise StorageError(f"{path}: its tensors do not fit the model its header names "
-                           f"({first_line(err, with_type=True, limit=300)})") from None
-    return model.eval(), meta
 
 
 def run_cycle(
@@ -250,6 +231,13 @@ def compression_metrics(reloaded: nn.Module, c: Compression, size_bytes: int,
     }
 
 
+def _same_scores(deployed: dict[str, float], reference: dict[str, float]) -> str:
+    """``same``, or which scores of the deployed model differ from the eager model's."""
+    differ = [f"{k} {v:.4f} (eager {reference[k]:.4f})" for k, v in deployed.items()
+              if reference.get(k) != v]
+    return "same" if not differ else "differ: " + ", ".join(differ)
+
+
 def stage_times(watch: measure.Stopwatch) -> dict[str, float]:
     """Seconds per stage: ``finetune_s``, and ``time_<stage>_s`` for the others."""
     return {("finetune_s" if stage == "finetune" else f"time_{stage}_s"): seconds
@@ -260,7 +248,6 @@ def trial_tags(path: Path, c: Compression, model_spec: dict[str, Any], task,
                cost_tags: dict[str, str], rss_scope: str) -> dict[str, str]:
     """How the figures were obtained."""
     tags = {
-        "latency_kernel": "float",  # weights are dequantized; no integer kernel runs
         **cost_tags,
         "latency_mode": task.latency_mode,
         "peak_rss_scope": rss_scope,
@@ -304,8 +291,13 @@ def _run_one(
             "activation_quant": c.quantizer.activation_spec}
     size_bytes, reloaded = save_and_reload(path, c, quantized, meta, watch)
     with watch.stage("evaluate"):
-        scores = task.evaluate(reloaded)
-    cost, cost_tags = measure.measure_inference(task.inference(reloaded), settings)
+        reference_scores = task.evaluate(reloaded)
+    with watch.stage("deploy"):
+        deployed, _ = deployment.load_deployed(path, task, replan=True, threads=settings.threads)
+        size_bytes = deployment.record_plan(path, deployed)
+        scores = task.evaluate(deployed)
+    cost, cost_tags = deployment.inference_figures(task, deployed, reloaded, settings)
+    cost_tags["deployed_scores"] = _same_scores(scores, reference_scores)
     metrics = {**scores, **compression_metrics(reloaded, c, size_bytes, quantized, baseline),
                **cost, "peak_rss_mb": measure.peak_rss_mb(),
                "finetune_best_epoch": float(best_epoch), **stage_times(watch),

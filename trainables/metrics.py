@@ -59,7 +59,9 @@ _ROWS = (
     Metric("weights_stored", "count", "min", help="compressible weights kept in the file"),
     # inference cost (trainables.measure)
     Metric("latency_ms", "ms", "min", searchable=True, reported=True, log_scale=True,
-           help="median latency of one inference"),
+           help="median latency of one inference of the deployed model"),
+    Metric("latency_ms_reference", "ms", "min", reported=True, log_scale=True,
+           help="median latency of the dequantized eager model (what the study measured)"),
     Metric("latency_ms_p10", "ms", "min", log_scale=True, help="10th percentile latency"),
     Metric("latency_ms_p90", "ms", "min", log_scale=True, help="90th percentile latency"),
     Metric("energy_mj", "mJ", "min", log_scale=True, help="energy per inference"),
@@ -67,6 +69,10 @@ _ROWS = (
     Metric("measure_s", "s", help="time spent measuring inference"),
     Metric("peak_rss_mb", "MB", "min", searchable=True, over_folds="max",
            help="peak resident memory of the trial process"),
+    Metric("infer_peak_mb", "MB", "min", searchable=True, reported=True, over_folds="max",
+           help="memory one inference of the deployed model needs (tag infer_peak_scope)"),
+    Metric("infer_peak_mb_reference", "MB", "min", over_folds="max",
+           help="the same for the dequantized eager model"),
     # how the trial ran
     Metric("finetune_best_epoch", "epoch", help="fine-tuning epoch whose weights were kept"),
     Metric("finetune_s", "s", over_folds="sum", help="fine-tuning time"),
@@ -75,6 +81,8 @@ _ROWS = (
     Metric("time_save_s", "s", over_folds="sum", help="stage: write the model file"),
     Metric("time_reload_s", "s", over_folds="sum", help="stage: read it back, compare"),
     Metric("time_evaluate_s", "s", over_folds="sum", help="stage: scores of the reloaded file"),
+    Metric("time_deploy_s", "s", over_folds="sum",
+           help="stage: deployed form, kernels timed, plan written, its scores"),
     Metric("cycle_s", "s", over_folds="sum", help="the whole cycle"),
     Metric("trial_energy_j", "J", over_folds="sum", help="energy of the whole cycle"),
 )

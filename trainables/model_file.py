@@ -193,10 +193,12 @@ def save_model(
     return len(data)
 
 
-def _decode_tensor(entry: dict[str, Any], payload: bytes) -> Tensor:
+def _decode_values(entry: dict[str, Any], payload: bytes) -> tuple[Tensor, Tensor | None]:
+    """A tensor's stored values in its shape (integers for a quantized one) and its scales
+    (None when not quantized)."""
     shape = tuple(entry["shape"])
     numel = int(np.prod(shape)) if shape else 1
-    torch_dtype, np_dtype = _DTYPES[entry["dtype"]]
+    _, np_dtype = _DTYPES[entry["dtype"]]
     blobs = {
         k: payload[start : start + length] for k, (start, length) in entry["blobs"].items()
     }
@@ -230,10 +232,17 @@ def _decode_tensor(entry: dict[str, Any], payload: bytes) -> Tensor:
         flat = np.zeros(numel, dtype=values.dtype)
         flat[positions] = values
     tensor = torch.from_numpy(flat.reshape(shape).copy())
-    if quant:
-        scale = torch.from_numpy(np.frombuffer(blobs["scale"], dtype="<f4").copy())
-        return dequantize(tensor, scale, quant["axis"]).to(torch_dtype)
-    return tensor.to(torch_dtype)
+    if not quant:
+        return tensor, None
+    return tensor, torch.from_numpy(np.frombuffer(blobs["scale"], dtype="<f4").copy())
+
+
+def _decode_tensor(entry: dict[str, Any], payload: bytes) -> Tensor:
+    values, scale = _decode_values(entry, payload)
+    torch_dtype, _ = _DTYPES[entry["dtype"]]
+    if scale is not None:
+        return dequantize(values, scale, entry["quant"]["axis"]).to(torch_dtype)
+    return values.to(torch_dtype)
 
 
 def read_header(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[dict[str, Any], bytes]:
@@ -264,13 +273,17 @@ def read_header(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[dict[
     return header, payload
 
 
-def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read a model file: the exact state dict that was saved, and its ``meta``."""
+def _read(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     try:
         data = Path(path).read_bytes()
     except OSError as err:
         raise StorageError(f"{path}: cannot read model file ({err.strerror})") from None
-    header, payload = read_header(data, path)
+    return read_header(data, path)
+
+
+def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a model file: the exact state dict that was saved, and its ``meta``."""
+    header, payload = _read(path)
     try:
         state = {e["name"]: _decode_tensor(e, payload) for e in header["tensors"]}
         meta = dict(header["meta"])
@@ -279,6 +292,38 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, An
     except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as err:
         raise StorageError(f"{path}: malformed tensor entry ({err})") from None
     return state, meta
+
+
+def load_quantized(path: str | os.PathLike) -> dict[str, QuantizedTensor]:
+    """The integer tensors of a model file as stored (values and per-channel scales), for
+    kernels that compute on integers."""
+    header, payload = _read(path)
+    out = {}
+    try:
+        for entry in header["tensors"]:
+            if entry.get("quant"):
+                values, scale = _decode_values(entry, payload)
+                out[entry["name"]] = QuantizedTensor(values.to(torch.int8), scale,
+                                                     int(entry["quant"]["axis"]),
+                                                     int(entry["quant"]["bits"]))
+    except StorageError:
+        raise
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as err:
+        raise StorageError(f"{path}: malformed tensor entry ({err})") from None
+    return out
+
+
+def update_meta(path: str | os.PathLike, **items: Any) -> int:
+    """Add ``items`` to a model file's ``meta`` (the payload is unchanged; the file is
+    replaced atomically, in the current format version); returns its new length."""
+    header, payload = _read(path)
+    header = {**header, "meta": {**header.get("meta", {}), **items}}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    data = MAGIC + struct.pack("<BII", VERSION, len(raw), zlib.crc32(raw)) + raw + payload
+    tmp = Path(f"{path}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return len(data)
 
 
 def describe(path: str | os.PathLike) -> list[dict[str, Any]]:

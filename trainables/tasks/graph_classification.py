@@ -70,6 +70,10 @@ class GraphClassification:
         model.eval()
         return {**self._scores(model, self.val, "val"), **self._scores(model, self.test, "test")}
 
+    def inference_inputs(self) -> tuple[Tensor, ...]:
+        """The tensors one inference reads (new graphs each time: nothing is stored)."""
+        return (self.test.x, self.test.edge_index, self.test.batch)
+
     def inference(self, model: nn.Module) -> Callable[[], Tensor]:
         """One forward over the test graphs as one batch (what latency measures)."""
         model.eval()

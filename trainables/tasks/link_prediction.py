@@ -89,6 +89,10 @@ class LinkPrediction:
             out[f"{split}_ap"] = average_precision(scores, labels)
         return out
 
+    def inference_inputs(self) -> tuple[Tensor, ...]:
+        """The tensors one inference reads (the fixed graph: a deployment stores them)."""
+        return (self.x, *self.message_edges, self.test_pairs)
+
     def inference(self, model: nn.Module) -> Callable[[], Tensor]:
         """Embed the graph and score the test pairs (what latency measures)."""
         model.eval()

@@ -67,6 +67,10 @@ class NodeClassification:
             "test_acc": float((pred[self.test_mask] == self.y[self.test_mask]).float().mean()),
         }
 
+    def inference_inputs(self) -> tuple[Tensor, ...]:
+        """The tensors one inference reads (the fixed graph: a deployment stores them)."""
+        return (self.x, self.edge_index, self.edge_attr)
+
     def inference(self, model: nn.Module) -> Callable[[], Tensor]:
         """A call that runs one full-graph inference (what latency measures)."""
         model.eval()

@@ -1,0 +1,30 @@
+"""A model rebuilt from its compressed file: the eager form (the modules it was trained as,
+weights dequantized), which evaluation and the reference latency use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from trainables.errors import first_line
+from trainables.model_file import StorageError, load_state
+from trainables.models import build_model
+from trainables.quantization import attach_activation_quant
+
+
+def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model from a compressed file written by :func:`run_cycle`."""
+    state, meta = load_state(path)
+    try:
+        spec = meta["model"]
+        model = build_model(spec["name"], meta["num_features"], meta["num_classes"],
+                            **spec.get("kwargs", {}))
+        if meta.get("activation_quant"):
+            attach_activation_quant(model, meta["activation_quant"], frozen=True)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a header that lies
+        raise StorageError(f"{path}: its tensors do not fit the model its header names "
+                           f"({first_line(err, with_type=True, limit=300)})") from None
+    return model.eval(), meta
