@@ -193,7 +193,9 @@ def save_model(
     return len(data)
 
 
-def _decode_tensor(entry: dict[str, Any], payload: bytes) -> Tensor:
+def _decode_stored(entry: dict[str, Any], payload: bytes) -> tuple[Tensor, Tensor | None]:
+    """A tensor as stored: its values in its shape (int8 for quantized tensors, 4-bit ones
+    unpacked) and, when quantized, its per-channel float32 scales (else None)."""
     shape = tuple(entry["shape"])
     numel = int(np.prod(shape)) if shape else 1
     torch_dtype, np_dtype = _DTYPES[entry["dtype"]]
@@ -231,9 +233,15 @@ def _decode_tensor(entry: dict[str, Any], payload: bytes) -> Tensor:
         flat[positions] = values
     tensor = torch.from_numpy(flat.reshape(shape).copy())
     if quant:
-        scale = torch.from_numpy(np.frombuffer(blobs["scale"], dtype="<f4").copy())
-        return dequantize(tensor, scale, quant["axis"]).to(torch_dtype)
-    return tensor.to(torch_dtype)
+        return tensor, torch.from_numpy(np.frombuffer(blobs["scale"], dtype="<f4").copy())
+    return tensor.to(torch_dtype), None
+
+
+def _decode_tensor(entry: dict[str, Any], payload: bytes) -> Tensor:
+    values, scale = _decode_stored(entry, payload)
+    if scale is None:
+        return values
+    return dequantize(values, scale, entry["quant"]["axis"]).to(_DTYPES[entry["dtype"]][0])
 
 
 def read_header(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[dict[str, Any], bytes]:
@@ -264,13 +272,17 @@ def read_header(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[dict[
     return header, payload
 
 
-def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read a model file: the exact state dict that was saved, and its ``meta``."""
+def _read(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     try:
         data = Path(path).read_bytes()
     except OSError as err:
         raise StorageError(f"{path}: cannot read model file ({err.strerror})") from None
-    header, payload = read_header(data, path)
+    return read_header(data, path)
+
+
+def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a model file: the exact state dict that was saved, and its ``meta``."""
+    header, payload = _read(path)
     try:
         state = {e["name"]: _decode_tensor(e, payload) for e in header["tensors"]}
         meta = dict(header["meta"])
@@ -279,6 +291,24 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, An
     except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as err:
         raise StorageError(f"{path}: malformed tensor entry ({err})") from None
     return state, meta
+
+
+def load_quantized(path: str | os.PathLike) -> dict[str, QuantizedTensor]:
+    """The quantized tensors of a model file as stored: int8 values (4-bit ones unpacked to
+    one per byte), float32 scales, axis and bits. ``load_state`` gives them dequantized."""
+    header, payload = _read(path)
+    quantized = {}
+    try:
+        for entry in header["tensors"]:
+            if entry.get("quant"):
+                values, scale = _decode_stored(entry, payload)
+                quantized[entry["name"]] = QuantizedTensor(
+                    values, scale, int(entry["quant"]["axis"]), int(entry["quant"]["bits"]))
+    except StorageError:
+        raise
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as err:
+        raise StorageError(f"{path}: malformed tensor entry ({err})") from None
+    return quantized
 
 
 def describe(path: str | os.PathLike) -> list[dict[str, Any]]:
