@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 from analysis.columns import FORMATS
+from analysis.safetensors_export import EXPORT_FORMATS, PYG_MODELS, WEIGHTS
 from trainables.errors import first_line
 
 DEFAULT_OBJECTIVES = "val_acc:max,size_bytes:min"
@@ -127,6 +128,14 @@ def add_export(sub) -> None:
     export.add_argument("--out", required=True, help="model file to write (e.g. model.gnnz); "
                         "it and its .json sidecar must not exist yet")
     add_tracking_uri(export)
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="gnnz",
+                        help="gnnz: the trial's compressed file (default); safetensors: its "
+                        "weights under PyG's state-dict names, for plain PyG + safetensors "
+                        f"(models {', '.join(PYG_MODELS)}; activation quantizers left out)")
+    export.add_argument("--weights", choices=WEIGHTS, help="safetensors only: float (default): "
+                        "quantized weights dequantized to float32, load_state_dict takes the "
+                        "file as it is; int8: quantized weights as int8 <name> + float32 "
+                        "<name>.scale per output channel (4-bit ones as int8 values)")
 
 
 def add_compare(sub) -> None:
@@ -234,12 +243,16 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from analysis.export import export_run
 
+    if args.weights and args.format != "safetensors":
+        raise ValueError(f"--weights {args.weights} applies to --format safetensors only; "
+                         "add --format safetensors or leave out --weights")
     out = check_out_file(args.out, overwrite=False, create_parents=True)
     sidecar = out.with_name(out.name + ".json")
     if sidecar.exists():
         raise ValueError(f"--out {args.out}: its sidecar {sidecar} already exists; choose "
                          "another path or remove it")
-    model, sidecar = export_run(args.run_id, _tracking_uri(args), out)
+    model, sidecar = export_run(args.run_id, _tracking_uri(args), out, args.format,
+                                args.weights or "float")
     print(f"model: {model} ({model.stat().st_size} bytes)\nconfig and metrics: {sidecar}")
     return 0
 

@@ -1,5 +1,6 @@
-"""Export a trial's compressed model from MLflow: the file itself plus a JSON sidecar with
-its configuration and metrics. ``trainables.load_compressed`` rebuilds and runs it."""
+"""Export a trial's compressed model from MLflow: the file itself (or, with ``--format
+safetensors``, a file plain PyG loads) plus a JSON sidecar with its configuration and
+metrics. ``trainables.load_compressed`` rebuilds and runs the compressed file."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from analysis.load import ROLE_TAG, _client
+from analysis.safetensors_export import EXPORT_FORMATS
 
 MODEL_ARTIFACT = "model/model.gnnz"
 RUN_ID_LENGTH = 32  # MLflow's run ids: 32 hex digits
@@ -55,9 +57,14 @@ def find_run(client: MlflowClient, run_id: str, tracking_uri: str) -> Run:
                      "a prefix of it (gnn-search pareto shows them)")
 
 
-def export_run(run_id: str, tracking_uri: str, out: str | Path) -> tuple[Path, Path]:
+def export_run(run_id: str, tracking_uri: str, out: str | Path, fmt: str = "gnnz",
+               weights: str = "float") -> tuple[Path, Path]:
     """Write the trial's model to ``out`` and its config + metrics to ``out`` + ``.json``;
-    ``run_id`` may be a prefix that names one trial."""
+    ``run_id`` may be a prefix that names one trial. ``fmt`` ``safetensors`` writes the
+    model for plain PyG instead (:mod:`analysis.safetensors_export`, ``weights`` float or
+    int8); a model it cannot write is refused before anything is written."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(EXPORT_FORMATS)}")
     client = _client(tracking_uri)
     run = find_run(client, run_id, tracking_uri)
     run_id = run.info.run_id
@@ -69,7 +76,6 @@ def export_run(run_id: str, tracking_uri: str, out: str | Path) -> tuple[Path, P
     out = Path(out).resolve()
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file name, e.g. {out / 'model.gnnz'}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = client.download_artifacts(run_id, MODEL_ARTIFACT, tmp)
@@ -86,19 +92,37 @@ def export_run(run_id: str, tracking_uri: str, out: str | Path) -> tuple[Path, P
                 f"run {run_id}'s {MODEL_ARTIFACT} is damaged: {reason}; export needs the "
                 "model file its trial wrote (run the configuration again with "
                 "`gnn-search trial`)") from None
-        shutil.copyfile(local, out)
+        if fmt == "safetensors":
+            from analysis.safetensors_export import check_exportable, write_safetensors
+
+            check_exportable(meta["model"]["name"])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_safetensors(local, out, weights)
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, out)
+    return out, _write_sidecar(out, run, meta, fmt)
+
+
+def _write_sidecar(out: Path, run: Run, meta: dict, fmt: str) -> Path:
+    """``out`` + ``.json``: the trial's config, model spec, metrics and tags, and how to load
+    ``out``."""
+    load_with = ("from trainables import load_compressed; model, meta = "
+                 f"load_compressed('{out.name}')")
+    if fmt == "safetensors":
+        load_with = (f"from safetensors.torch import load_file; tensors = load_file("
+                     f"'{out.name}'); then a plain PyG model's load_state_dict (README, export)")
     sidecar = out.with_name(out.name + ".json")
     sidecar.write_text(json.dumps({
-        "run_id": run_id,
+        "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,
         "config": meta["config"],
         "model": meta["model"],
         "metrics": run.data.metrics,
         "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
-        "load_with": "from trainables import load_compressed; model, meta = "
-                     f"load_compressed('{out.name}')",
+        "load_with": load_with,
     }, indent=2, sort_keys=True))
-    return out, sidecar
+    return sidecar
 
 
 if __name__ == "__main__":  # python -m analysis.export ... == gnn-search export ...

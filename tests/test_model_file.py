@@ -10,6 +10,7 @@ from trainables.model_file import (
     LAYOUTS,
     StorageError,
     describe,
+    load_quantized,
     load_state,
     pack_int4,
     save_model,
@@ -54,6 +55,21 @@ def test_round_trip_is_bit_exact(tmp_path, layout, bits):
     assert list(loaded) == list(state)
     for name in state:
         assert _bits_equal(loaded[name], state[name]), name
+
+
+@pytest.mark.parametrize("layout", [None, *LAYOUTS])
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_tensors_read_back_as_stored(tmp_path, layout, bits):
+    weight = _sparse((3, 33, 7), 0.8)
+    quantized = {"conv.weight": quantize(weight, bits, -1)}
+    state = {"conv.weight": quantized["conv.weight"].dequantize(), "bias": torch.randn(7)}
+    save_model(tmp_path / "m.gnnz", state, quantized, layout=layout)
+    stored = load_quantized(tmp_path / "m.gnnz")
+    assert list(stored) == ["conv.weight"]
+    got, want = stored["conv.weight"], quantized["conv.weight"]
+    assert (got.axis, got.bits) == (2, bits)  # the axis as quantize normalized it
+    assert _bits_equal(got.q, want.q) and _bits_equal(got.scale, want.scale)
+    assert _bits_equal(got.dequantize(), load_state(tmp_path / "m.gnnz")[0]["conv.weight"])
 
 
 def test_smallest_layout_is_chosen(tmp_path):

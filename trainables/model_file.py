@@ -193,12 +193,12 @@ def save_model(
     return len(data)
 
 
-def _decode_values(entry: dict[str, Any], payload: bytes) -> tuple[Tensor, Tensor | None]:
-    """A tensor's stored values in its shape (integers for a quantized one) and its scales
-    (None when not quantized)."""
+def _decode_stored(entry: dict[str, Any], payload: bytes) -> tuple[Tensor, Tensor | None]:
+    """A tensor as stored: its values in its shape (int8 for quantized tensors, 4-bit ones
+    unpacked) and, when quantized, its per-channel float32 scales (else None)."""
     shape = tuple(entry["shape"])
     numel = int(np.prod(shape)) if shape else 1
-    _, np_dtype = _DTYPES[entry["dtype"]]
+    torch_dtype, np_dtype = _DTYPES[entry["dtype"]]
     blobs = {
         k: payload[start : start + length] for k, (start, length) in entry["blobs"].items()
     }
@@ -232,17 +232,16 @@ def _decode_values(entry: dict[str, Any], payload: bytes) -> tuple[Tensor, Tenso
         flat = np.zeros(numel, dtype=values.dtype)
         flat[positions] = values
     tensor = torch.from_numpy(flat.reshape(shape).copy())
-    if not quant:
-        return tensor, None
-    return tensor, torch.from_numpy(np.frombuffer(blobs["scale"], dtype="<f4").copy())
+    if quant:
+        return tensor, torch.from_numpy(np.frombuffer(blobs["scale"], dtype="<f4").copy())
+    return tensor.to(torch_dtype), None
 
 
 def _decode_tensor(entry: dict[str, Any], payload: bytes) -> Tensor:
-    values, scale = _decode_values(entry, payload)
-    torch_dtype, _ = _DTYPES[entry["dtype"]]
-    if scale is not None:
-        return dequantize(values, scale, entry["quant"]["axis"]).to(torch_dtype)
-    return values.to(torch_dtype)
+    values, scale = _decode_stored(entry, payload)
+    if scale is None:
+        return values
+    return dequantize(values, scale, entry["quant"]["axis"]).to(_DTYPES[entry["dtype"]][0])
 
 
 def read_header(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[dict[str, Any], bytes]:
@@ -295,22 +294,21 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, An
 
 
 def load_quantized(path: str | os.PathLike) -> dict[str, QuantizedTensor]:
-    """The integer tensors of a model file as stored (values and per-channel scales), for
-    kernels that compute on integers."""
+    """The quantized tensors of a model file as stored: int8 values (4-bit ones unpacked to
+    one per byte), float32 scales, axis and bits. ``load_state`` gives them dequantized."""
     header, payload = _read(path)
-    out = {}
+    quantized = {}
     try:
         for entry in header["tensors"]:
             if entry.get("quant"):
-                values, scale = _decode_values(entry, payload)
-                out[entry["name"]] = QuantizedTensor(values.to(torch.int8), scale,
-                                                     int(entry["quant"]["axis"]),
-                                                     int(entry["quant"]["bits"]))
+                values, scale = _decode_stored(entry, payload)
+                quantized[entry["name"]] = QuantizedTensor(
+                    values, scale, int(entry["quant"]["axis"]), int(entry["quant"]["bits"]))
     except StorageError:
         raise
     except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as err:
         raise StorageError(f"{path}: malformed tensor entry ({err})") from None
-    return out
+    return quantized
 
 
 def update_meta(path: str | os.PathLike, **items: Any) -> int:
