@@ -43,6 +43,7 @@ from spaces import SearchSpace
 from spaces.samplers import SEED_MAX, make_sampler
 from trainables.baseline import Baseline, get_baseline, resolve_cache_dir
 from trainables.data import check_folder, resolve_data_root
+from trainables.deployment import baseline_figures
 from trainables.measure import MeasureSettings
 from trainables.params import validate_config
 from trainables.tasks import build_task
@@ -284,7 +285,10 @@ def _open_search_run(client: MlflowClient, space: SearchSpace, settings: SearchS
         },
         tags={"gnn_search.baseline_cached": str(started.cached)},
     )
-    search_run.log_metrics({f"baseline_{k}": v for k, v in baseline.metrics.items()})
+    # the uncompressed model through the same runtime and measurements as every trial
+    figures = baseline_figures(started.task, baseline, settings.measure)
+    search_run.log_metrics({f"baseline_{k}": v
+                            for k, v in {**baseline.metrics, **figures}.items()})
     search_run.log_artifact(space.source)
     for fold in baseline.folds or [baseline]:
         search_run.log_artifact(fold.settings["path"], "baseline")
