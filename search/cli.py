@@ -135,9 +135,40 @@ def _add_sync(sub) -> None:
                       "ran with)")
 
 
+def threads(text: str) -> int:
+    """``--threads``: a whole number >= 1, refused while parsing."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected an integer >= 1 "
+                                         "(torch threads)")
+    return value
+
+
+def _add_infer(sub) -> None:
+    infer = sub.add_parser(
+        "infer", help="run a model file with its deployed kernels on its space's test data",
+        description="Load a trial's or an export's model file as it ships (the kernel plan "
+                    "its header records), score it on the test split, and measure latency "
+                    "and memory beside the eager reference.")
+    infer.add_argument("--model", required=True, metavar="FILE",
+                       help="a model file (model.gnnz) written by trial, run or export")
+    infer.add_argument("--space", help="space file (YAML path) or bundled name whose test "
+                       "data to use (default: the task and dataset the model file records)")
+    infer.add_argument("--data-root", help="folder holding datasets (default: "
+                       "$GNN_SEARCH_DATA, else ~/.cache/gnn-search/datasets)")
+    infer.add_argument("--threads", type=threads, metavar="N",
+                       help="torch threads for inference and its measurement, >= 1 "
+                            "(default: torch's, one per core)")
+    infer.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 # The subcommands in the order --help lists them.
 PARSERS = (_add_run, _add_trial, analysis_cli.add_pareto, analysis_cli.add_report,
-           analysis_cli.add_export, _add_mlflow_server, _add_sync, analysis_cli.add_compare)
+           analysis_cli.add_export, _add_mlflow_server, _add_sync, analysis_cli.add_compare,
+           _add_infer)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,8 +377,40 @@ def cmd_sync(args) -> int:
     return 0
 
 
+def cmd_infer(args) -> int:
+    from search.infer import infer
+
+    result = infer(args.model, args.space, args.data_root, args.threads)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print("\n".join(_infer_lines(result)))
+    return 0
+
+
+def _infer_lines(r: dict) -> list[str]:
+    """``infer``'s result as labelled lines (``--json`` prints the dict as it is)."""
+    scores = " ".join(f"{k}={v:.4f}" for k, v in r.items() if k.startswith("test_"))
+    lines = [
+        f"model file  {r['model_file']}",
+        f"data        {r['dataset']}, task {r['task']}, "
+        + (f"space {r['space']}" if r["space"] else "as the model file records"),
+        f"accuracy    {scores}",
+        f"latency     {r['latency_ms']:.4g} ms median (p10 {r['latency_ms_p10']:.4g}, p90 "
+        f"{r['latency_ms_p90']:.4g}), threads {r['latency_threads']}; eager reference "
+        f"{r['latency_ms_reference']:.4g} ms",
+        f"kernels     {r['latency_kernel']} (plan {r['kernel_plan']})",
+        f"memory      infer_peak_mb {r['infer_peak_mb']:.4g} (eager reference "
+        f"{r['infer_peak_mb_reference']:.4g})",
+    ]
+    if "runtime_fallback" in r:
+        lines.append(f"warning     runtime_fallback {r['runtime_fallback']}: this machine "
+                     "lacks a kernel the plan names; the next candidate ran")
+    return lines
+
+
 COMMANDS = {"run": cmd_run, "trial": cmd_trial, **analysis_cli.COMMANDS,
-            "mlflow-server": cmd_mlflow_server, "sync": cmd_sync}
+            "mlflow-server": cmd_mlflow_server, "sync": cmd_sync, "infer": cmd_infer}
 
 
 def main(argv: list[str] | None = None) -> int:

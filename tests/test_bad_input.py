@@ -5,6 +5,7 @@ trial starts, and leaves the existing search (Tune's storage and MLflow) as it w
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from search.cli import main
 from tests import fault_helpers as fh
 from tests.ray_loopback import free_port
+from trainables.model_file import update_meta
 
 REPO = Path(__file__).resolve().parents[1]
 VALID = fh.SPACE.replace("EPOCHS", "{low: 2, high: 3}")
@@ -169,6 +171,24 @@ CASES = {
     "run-id-ambiguous": Case(["export", "--run-id", "{ambiguous}", "--out", "{tmp}/m.gnnz",
                               "--tracking-uri", "{uri}"], "is ambiguous: ",
                              "trials match ("),
+    "infer-missing-model": Case(["infer", "--model", "{tmp}/nowhere.gnnz"],
+                                "nowhere.gnnz does not exist", "give a model file (model.gnnz) "
+                                "that gnn-search trial, run or export wrote"),
+    "infer-not-a-model": Case(["infer", "--model", "{tmp}/model.gnnz"], "model.gnnz: not a "
+                              "compressed GNN model file (bad magic)",
+                              "give a model file (model.gnnz)"),
+    "infer-model-mismatch": Case(["infer", "--model", "{tmp}/resized.gnnz", "--space",
+                                  "cora_node", "--data-root", "{data_root}"],
+                                 "model expects 3 features and 2 classes; space cora_node's "
+                                 "data has 1433 features and 7 classes",
+                                 "pass the --space its trial ran on"),
+    "infer-threads": Case(["infer", "--model", "{tmp}/trial.gnnz", "--threads", "0"],
+                          "argument --threads: '0' is not allowed", "expected an integer >= 1"),
+    "infer-unknown-space": Case(["infer", "--model", "{tmp}/trial.gnnz", "--space", "nope"],
+                                "space file 'nope' not found", "give a path or one of: bbbp,"),
+    "infer-no-space": Case(["infer", "--model", "{tmp}/no-source.gnnz"],
+                           "does not record the space it came from",
+                           "pass --space NAME|FILE, the space its trial ran on"),
 }
 
 
@@ -196,8 +216,20 @@ def existing(tmp_path_factory, data_root, cache_dir):
     (tmp / "model.gnnz").write_bytes(b"PK\x03\x04 not a model")
     client.log_artifact(run.info.run_id, str(tmp / "model.gnnz"), "model")
     client.set_terminated(run.info.run_id, "FINISHED")
+    _infer_files(tmp, storage)
     return {"tmp": tmp, "storage": storage, "uri": uri, "space": space,
-            "corrupt_run": run.info.run_id, "ambiguous": _ambiguous_prefix(client)}
+            "corrupt_run": run.info.run_id, "ambiguous": _ambiguous_prefix(client),
+            "data_root": data_root}
+
+
+def _infer_files(tmp: Path, storage: Path) -> None:
+    """Copies of the search's trial file for ``infer``: as it is, with a header saying 3
+    features and 2 classes, and with no record of its data."""
+    shutil.copy(next(storage.rglob("model.gnnz")), tmp / "trial.gnnz")
+    for name, meta in (("resized", {"num_features": 3, "num_classes": 2}),
+                       ("no-source", {"task": None, "dataset": None})):
+        shutil.copy(tmp / "trial.gnnz", tmp / f"{name}.gnnz")
+        update_meta(tmp / f"{name}.gnnz", **meta)
 
 
 def _ambiguous_prefix(client: MlflowClient) -> str:
@@ -256,7 +288,8 @@ def test_bad_input_is_one_line_and_changes_nothing(key, existing, capsys, monkey
         busy.listen()
         values = {"space": space, "storage": existing["storage"], "uri": existing["uri"],
                   "tmp": tmp, "port": free_port(), "busy": busy.getsockname()[1],
-                  "corrupt_run": existing["corrupt_run"], "ambiguous": existing["ambiguous"]}
+                  "corrupt_run": existing["corrupt_run"], "ambiguous": existing["ambiguous"],
+                  "data_root": existing["data_root"]}
         args = [a.format(**values) for a in case.args]
         before = _state(existing)
         capsys.readouterr()

@@ -137,7 +137,8 @@ def get_baseline(
         state=state,
         metrics=metrics,
         key=key,
-        settings={"training": training, "seed": seed, "path": str(path)},
+        settings={"training": training, "seed": seed, "path": str(path), "task": task_name,
+                  "dataset": dataset},
     )
     return baseline, cached
 

@@ -262,6 +262,16 @@ def trial_tags(path: Path, c: Compression, model_spec: dict[str, Any], task,
     return tags
 
 
+def _data_source(baseline: Baseline) -> dict[str, Any]:
+    """What the model file records of the data it was trained on, so that ``gnn-search
+    infer`` rebuilds the same test set: task name, dataset settings (a fold's carry
+    ``fold``) and the split seed; nothing for a baseline that does not say."""
+    if "task" not in baseline.settings:
+        return {}
+    return {"task": baseline.settings["task"], "dataset": baseline.settings["dataset"],
+            "data_seed": baseline.settings["seed"]}
+
+
 def _run_one(
     config: dict[str, Any],
     task,
@@ -288,7 +298,7 @@ def _run_one(
     path = Path(out_dir) / MODEL_FILE
     meta = {"model": model_spec, "num_features": baseline.num_features,
             "num_classes": baseline.num_classes, "config": config, "baseline_key": baseline.key,
-            "activation_quant": c.quantizer.activation_spec}
+            "activation_quant": c.quantizer.activation_spec, **_data_source(baseline)}
     size_bytes, reloaded = save_and_reload(path, c, quantized, meta, watch)
     with watch.stage("evaluate"):
         reference_scores = task.evaluate(reloaded)
