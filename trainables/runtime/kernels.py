@@ -110,6 +110,7 @@ class FrozenRange:
         self.inverse = float(torch.ones(1) / scale)  # 1/s in float32, as the fused op takes it
         self.zero = int(torch.round(-quantizer.lo / scale).to(torch.int32))
         self.shift = 128 if self.levels > 127 else 0  # 8 bits: 0..255 -> -128..127
+        self.offset = self.shift - self.zero  # value = (code + offset) * scale
 
     def _q(self, x: Tensor, shift: int) -> Tensor:
         q = torch.round(x * self.inverse)
@@ -127,8 +128,8 @@ class FrozenRange:
     def codes(self, x: Tensor) -> Codes:
         if self.fused:
             q = torch.quantize_per_tensor(x, self.scale, self.zero - 128, torch.qint8)
-            return Codes(q.int_repr(), 128 - self.zero, None)
-        return Codes(self._q(x, self.shift).to(torch.int8), self.shift - self.zero, None)
+            return Codes(q.int_repr(), self.offset, None)
+        return Codes(self._q(x, self.shift).to(torch.int8), self.offset, None)
 
 
 class FrozenNode:
@@ -139,7 +140,7 @@ class FrozenNode:
         self.qmax = (2 ** (bits - 1) - 1).unsqueeze(-1)
         self.qmin = -self.qmax - 1
         self.step = torch.exp(quantizer.log_step.float()).unsqueeze(-1)
-        self.scale = 1.0
+        self.scale, self.offset = 1.0, 0  # per-node steps scale the rows
         self.num_nodes = bits.numel()
 
     def _q(self, x: Tensor) -> Tensor:
@@ -178,7 +179,7 @@ class Int8Weight:
     def build(cls, values: Tensor, weight_scale: Tensor, act) -> Int8Weight:
         values = values.to(torch.int8).contiguous()
         scale = (weight_scale.float() * act.scale).reshape(1, -1)
-        offset = act.codes(torch.zeros(1, values.size(0))).offset
+        offset = act.offset
         column_sums = values.sum(dim=0, dtype=torch.int64).to(torch.float64)
         shift = (offset * column_sums * scale.double()).float().reshape(1, -1)
         return cls(values, scale, shift)
