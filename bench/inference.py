@@ -18,7 +18,8 @@ that model (top ops by self CPU time; by self CPU memory for a memory target).
                               [--data-root DIR] [--cache-dir DIR] [--no-write]
 
 Latency does not depend on accuracy: baselines train for at most ``baseline_epochs`` (fewer
-than their space files ask) and compressed models fine-tune for a few epochs only.
+than their space files ask) and compressed models fine-tune for a few epochs only. Energy is
+not measured here (no energy window): see bench/measurement.py.
 """
 
 from __future__ import annotations
@@ -94,8 +95,10 @@ class Mode:
     settings: MeasureSettings  # one round's measurement of one row
 
 
-FULL = Mode("full", 20, 2, 7, MeasureSettings(warmup=3, min_repeats=10, max_repeats=40,
+# full: ~5-6 min on 2 idle cores (estimated from the quick mode's stage times and CPU time)
+FULL = Mode("full", 20, 2, 9, MeasureSettings(warmup=3, min_repeats=15, max_repeats=45,
                                               energy_window_s=0))
+# quick: checks that every row runs; its figures are smoke, not the benchmark's
 QUICK = Mode("quick", 2, 1, 2, MeasureSettings(warmup=1, min_repeats=3, max_repeats=3,
                                                energy_window_s=0))
 ONCE = MeasureSettings(warmup=0, min_repeats=1, max_repeats=1, energy_window_s=0)  # not timed
@@ -314,15 +317,18 @@ def main() -> None:
         parser.add_argument("--out", type=Path, help="also write the markdown to this file")
 
     args = parse_args(__doc__, "2-epoch baselines, 2 rounds of 3 calls (smoke figures)", extra)
+    if min(args.threads) < 1:
+        sys.exit(f"--threads must be >= 1, got {args.threads}")
+    args.threads = list(dict.fromkeys(args.threads))
     warnings.filterwarnings("ignore")
     mode = QUICK if args.quick else FULL
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
     lines, found = [], []
-    for space in args.only or list(SPACES):
-        space_lines, space_checks = run_space(space, args, mode, work)
-        lines += space_lines
-        found += space_checks
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as work:
+        for space in dict.fromkeys(args.only or SPACES):
+            space_lines, space_checks = run_space(space, args, mode, Path(work))
+            lines += space_lines
+            found += space_checks
     wall = time.perf_counter() - started
     smoke = " (smoke figures: not the benchmark's)" if args.quick else ""
     body = "\n".join([*lines, "Targets (ratios of medians, same run):", "",
@@ -332,7 +338,8 @@ def main() -> None:
     print(body)
     title = "Deployment runtime (bench/inference.py)"
     if args.out:
-        args.out.write_text(f"## {title}\n\nMachine: {machine()}\n\n{body}\n")
+        stamp = time.strftime("%Y-%m-%d")
+        args.out.write_text(f"## {title} ({stamp})\n\nMachine: {machine()}\n\n{body}\n")
     if not args.no_write:
         append_result(title, body)
     met = sum(c.ok for c in found)
