@@ -49,6 +49,7 @@ bench: venv $(BIN)/.reference data
 	$(BIN)/python bench/spline_conv.py --quick
 	$(BIN)/python bench/compression.py --quick
 	$(BIN)/python bench/measurement.py --quick
+	$(BIN)/python bench/inference.py --quick
 	$(BIN)/python bench/overhead.py --quick
 	$(BIN)/python bench/search_efficiency.py --quick
 	$(BIN)/python bench/baselines.py --quick

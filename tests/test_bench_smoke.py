@@ -82,3 +82,17 @@ def test_early_stopping_bench_quick(data_root, cache_dir):
                    "--cache-dir", str(cache_dir))
     assert re.fullmatch(r"early stopping: -?\d+% fewer epochs, hypervolume x\d\.\d{3} \(\d+ s\)",
                         lines[-1])
+
+
+@pytest.mark.slow
+def test_inference_bench_quick(data_root, cache_dir):
+    # one dataset, one thread: every row deployed and measured, every target checked (< 60 s)
+    lines = _quick("inference.py", "--only", "cora_node_gcn", "--threads", "1",
+                   "--data-root", str(data_root), "--cache-dir", str(cache_dir))
+    assert re.fullmatch(r"inference: \d+ of 4 targets met \(\d+ s\)", lines[-1])
+    rows = [line.split(" | ")[0] for line in lines if line.startswith("| ")]
+    for name in ("reference FP32", "deployed FP32", "INT8", "INT4", "90% unstructured",
+                 "structured 50%", "90% + INT8"):
+        assert f"| {name}" in rows
+    out = "\n".join(lines)
+    assert "conv1:" in out and ("| PASS |" in out or "| **MISS** |" in out)
