@@ -40,8 +40,9 @@ def assert_same_answers(task, path, quantized: bool) -> dict[str, float]:
     scale = max(float(expected.abs().max()), 1.0)
     if not quantized:
         assert float((out - expected).abs().max()) <= FP32_RTOL * scale, deployed.kernel_tag()
-        assert task.evaluate(deployed) == task.evaluate(eager)
-        return task.evaluate(deployed)
+        scores = task.evaluate(deployed)  # ranking scores (ROC-AUC) move with near-ties only
+        assert scores == pytest.approx(task.evaluate(eager), abs=1e-5)
+        return scores
     with torch.inference_mode():
         recorded = _record_inputs(deployed, task.inference(deployed))
         for name, layer in deployed.layers.items():

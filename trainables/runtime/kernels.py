@@ -44,6 +44,20 @@ def has_int_mm() -> bool:
 
 
 @functools.cache
+def has_onednn_qlinear() -> bool:
+    """Whether this torch build has oneDNN's quantized linear (uint8 x int8, float output,
+    dequantization fused into the GEMM), as Inductor's x86 int8 path uses it."""
+    try:
+        packed = torch.ops.onednn.qlinear_prepack(torch.ones(2, 8, dtype=torch.int8), None)
+        out = torch.ops.onednn.qlinear_pointwise(
+            torch.full((17, 8), 3, dtype=torch.uint8), 1.0, 1, packed, torch.ones(2),
+            torch.zeros(2, dtype=torch.int32), None, 1.0, 0, torch.float32, "none", [], "")
+        return bool((out == 16.0).all())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@functools.cache
 def has_fused_quant() -> bool:
     """Whether torch still has the fused ``quantize_per_tensor`` kernel (8-bit codes in one
     pass, about 2x faster than the same rounding in plain ops)."""
@@ -125,6 +139,12 @@ class FrozenRange:
             return torch.quantize_per_tensor(x, self.scale, self.zero, torch.quint8).dequantize()
         return self._q(x, self.zero).mul_(self.scale)
 
+    def unsigned_codes(self, x: Tensor) -> Tensor:
+        """uint8 codes ``0..2^b-1`` (zero point ``self.zero``), for oneDNN."""
+        if self.fused:
+            return torch.quantize_per_tensor(x, self.scale, self.zero, torch.quint8).int_repr()
+        return self._q(x, 0).to(torch.uint8)
+
     def codes(self, x: Tensor) -> Codes:
         if self.fused:
             q = torch.quantize_per_tensor(x, self.scale, self.zero - 128, torch.qint8)
@@ -183,6 +203,29 @@ class Int8Weight:
         column_sums = values.sum(dim=0, dtype=torch.int64).to(torch.float64)
         shift = (offset * column_sums * scale.double()).float().reshape(1, -1)
         return cls(values, scale, shift)
+
+
+@dataclass(frozen=True)
+class OneDNNWeight:
+    """An int8 weight packed for oneDNN's quantized linear, with per-channel scales."""
+
+    packed: Tensor
+    scale: Tensor  # float32 [out]
+    zero: Tensor  # int32 [out], all 0 (symmetric weights)
+
+    @classmethod
+    def build(cls, values: Tensor, weight_scale: Tensor) -> OneDNNWeight:
+        """From int8 values laid out [in, out] and per-output-channel scales."""
+        out = values.size(1)
+        packed = torch.ops.onednn.qlinear_prepack(values.t().contiguous(), None)
+        return cls(packed, weight_scale.float().contiguous(), torch.zeros(out, dtype=torch.int32))
+
+
+def onednn_matmul(x: Tensor, act: FrozenRange, weight: OneDNNWeight) -> Tensor:
+    """The activation's uint8 codes times the int8 weight in one oneDNN call, float out."""
+    return torch.ops.onednn.qlinear_pointwise(
+        act.unsigned_codes(x), act.scale, act.zero, weight.packed, weight.scale, weight.zero,
+        None, 1.0, 0, torch.float32, "none", [], "")
 
 
 def int8_matmul(codes: Codes, weight: Int8Weight) -> Tensor:

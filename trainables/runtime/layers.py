@@ -88,7 +88,9 @@ def int8_weight(values: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
 
 class Transform(nn.Module):
     """``act(x) @ W`` (no bias): dense ``mm``, ``csr_x`` (the input as CSR), ``csr_w`` (the
-    weight as CSR) or ``int8_mm`` (integer codes times integer weights)."""
+    weight as CSR), ``int8_mm`` (int8 codes times int8 weights, ``torch._int_mm``) or
+    ``int8_onednn`` (uint8 codes times int8 weights, oneDNN's quantized linear with the
+    dequantization fused; range quantizers only)."""
 
     def __init__(self, weight_t: Tensor, act: nn.Module | None, inputs: GraphInputs,
                  int8: tuple[Tensor, Tensor] | None = None) -> None:
@@ -97,6 +99,9 @@ class Transform(nn.Module):
         self.act, self.inputs, self.kernel = k.freeze_activation(act), inputs, "mm"
         self.int8 = (k.Int8Weight.build(*int8, self.act)
                      if int8 is not None and self.act is not None else None)
+        self.onednn = (k.OneDNNWeight.build(*int8)
+                       if self.int8 is not None and isinstance(self.act, k.FrozenRange)
+                       and k.has_onednn_qlinear() else None)
         self.weight_csr = (k.to_csr(self.weight_t.t().contiguous())
                            if k.zero_fraction(self.weight_t) >= k.SPARSE_WEIGHT else None)
 
@@ -106,6 +111,8 @@ class Transform(nn.Module):
             options.append("csr_w")
         if self.int8 is not None and k.has_int_mm():
             options.append("int8_mm")
+        if self.onednn is not None and k.has_onednn_qlinear():
+            options.append("int8_onednn")
         return options
 
     def candidates(self, x: Tensor) -> list[str]:
@@ -127,6 +134,8 @@ class Transform(nn.Module):
             codes = self.inputs.derived(x, ("codes", id(self.act)),
                                         lambda: self.act.codes(x))
             return k.int8_matmul(codes, self.int8)
+        if self.kernel == "int8_onednn":
+            return k.onednn_matmul(x, self.act, self.onednn)
         xq = self._fake(x)
         if self.kernel == "csr_w":
             return torch.sparse.mm(self.weight_csr, xq.t()).t()
