@@ -69,7 +69,6 @@ def export_run(run_id: str, tracking_uri: str, out: str | Path) -> tuple[Path, P
     out = Path(out).resolve()
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file name, e.g. {out / 'model.gnnz'}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = client.download_artifacts(run_id, MODEL_ARTIFACT, tmp)

@@ -15,14 +15,15 @@ import logging
 import os
 import socket
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from analysis.tracking_store import check_tracking_uri
+from search import limits
 from search.env import QUIET_ENV
 from trainables.errors import first_line
+from trainables.paths import check_folder
 
 ADDRESS_HELP = "auto, HOST:PORT (a cluster's GCS) or ray://HOST:PORT (Ray Client)"
 PACKAGES = ("search", "spaces", "trainables", "analysis")
@@ -89,7 +90,8 @@ def check_address(address: str) -> None:
                              "'ray[client]==2.60.0', or run on the head node with --address auto")
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if ("://" in target or not sep or not host or not port.isdigit()
+            or not 0 < int(port) < 65536 or host.startswith("[") != host.endswith("]")):
         raise ValueError(f"--address {address!r} is not a Ray address; allowed: {ADDRESS_HELP}")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=3):
@@ -133,73 +135,6 @@ def connect(address: str | None, object_store_bytes: int) -> int:
     return int(ray.cluster_resources().get("CPU", 0))
 
 
-def check_tracking_uri(uri: str, option: str = "--tracking-uri") -> None:
-    """The tracking store is usable before anything starts: a scheme MLflow stores runs in,
-    no credentials in the URI, a server answers ``/health``, a SQLite file's folder exists
-    (and the file is not a folder), a database answers; ``option`` names it in errors."""
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        raise ValueError(f"{option} must not carry credentials (user:password@...); set "
-                         "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
-                         "MLFLOW_TRACKING_TOKEN instead")
-    if parts.scheme in ("http", "https"):
-        if not server_healthy(uri):
-            raise ConnectionError(
-                f"MLflow tracking server {uri} is unreachable (no answer from /health); "
-                "start one with `gnn-search mlflow-server` or pass another --tracking-uri")
-    elif parts.scheme == "sqlite":
-        database = uri.removeprefix("sqlite:///")
-        if database and database != ":memory:" and not Path(database).parent.is_dir():
-            raise ValueError(f"{option} {uri}: folder {Path(database).parent} does not "
-                             "exist; allowed: sqlite:////abs/path/mlflow.db in an existing "
-                             "folder, or http://HOST:PORT")
-        if database and Path(database).is_dir():
-            raise ValueError(f"{option} {uri}: {database} is a folder; allowed: "
-                             "sqlite:////abs/path/mlflow.db (a file), or http://HOST:PORT")
-    elif parts.scheme.split("+")[0] in DATABASE_SCHEMES:
-        _check_database(uri, option)
-    else:
-        raise ValueError(f"{option} {uri!r}: scheme {parts.scheme!r} is not a tracking "
-                         f"store MLflow can use here; allowed: {TRACKING_URIS}")
-
-
-# SQLAlchemy databases MLflow keeps runs in (besides SQLite), with the driver's option that
-# bounds the connection attempt in seconds.
-DATABASE_SCHEMES = {"postgresql": "connect_timeout", "mysql": "connect_timeout",
-                    "mssql": "timeout"}
-TRACKING_URIS = ("sqlite:////abs/path/mlflow.db, http(s)://HOST:PORT, or a database "
-                 "(postgresql://, mysql://, mssql://)")
-
-
-def _check_database(uri: str, option: str) -> None:
-    """A database tracking store answers within seconds (not after MLflow's minutes of
-    retries), and its Python driver is installed."""
-    import sqlalchemy
-
-    timeout = {DATABASE_SCHEMES[urlsplit(uri).scheme.split("+")[0]]: 5}
-    try:
-        engine = sqlalchemy.create_engine(uri, connect_args=timeout)
-        with engine.connect():
-            pass
-    except ModuleNotFoundError as err:
-        raise ValueError(f"{option} {urlsplit(uri).scheme}://...: its database driver "
-                         f"is not installed ({first_line(err)}); install it, or use "
-                         f"{TRACKING_URIS}") from None
-    except Exception as err:  # the driver's own connection errors: one line
-        raise ConnectionError(f"{option} {urlsplit(uri).scheme}://...: the database "
-                              f"does not answer ({first_line(err)}); start it, or use "
-                              f"{TRACKING_URIS}") from None
-
-
-def server_healthy(uri: str, timeout: float = 5.0) -> bool:
-    """Whether an MLflow server answers ``GET /health`` with OK."""
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
-            return response.read().decode().strip() == "OK"
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -207,6 +142,24 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# Where an MLflow server keeps artifacts besides a folder (its artifact repositories).
+ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "abfss", "hdfs", "ftp", "sftp")
+
+
+def check_artifacts_destination(destination: str) -> None:
+    """``--artifacts-destination``: a folder that exists or can be created, and can be
+    written in, or the URI of a store MLflow keeps artifacts in."""
+    scheme = urlsplit(destination).scheme if "://" in destination else ""
+    if scheme and scheme not in ARTIFACT_SCHEMES:
+        raise ValueError(f"--artifacts-destination {destination!r}: scheme {scheme!r} is not "
+                         "an artifact store MLflow serves; allowed: a folder, or "
+                         + ", ".join(f"{s}://" for s in ARTIFACT_SCHEMES))
+    if scheme in ("", "file"):
+        folder = urlsplit(destination).path if scheme else destination
+        check_folder(Path(folder).expanduser().resolve(), "--artifacts-destination",
+                     write=True)
 
 
 def mlflow_server_command(backend_store_uri: str, artifacts_destination: str, host: str,
@@ -225,13 +178,15 @@ def mlflow_server_command(backend_store_uri: str, artifacts_destination: str, ho
 def serve_mlflow(backend_store_uri: str | None, artifacts_destination: str | None, host: str,
                  port: int, workers: int, allowed_hosts: str | None) -> None:
     """Check the settings, then replace this process with the MLflow server."""
-    if not 0 < port < 65536:
-        raise ValueError(f"--port {port} is not a TCP port; allowed: 1..65535")
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+    limits.PORT.check(port)
+    limits.WORKERS.check(workers)
+    if allowed_hosts is not None and not all(h.strip() for h in allowed_hosts.split(",")):
+        raise ValueError(f"--allowed-hosts {allowed_hosts!r} has an empty entry; give hosts "
+                         "separated by commas, e.g. mlflow.lan:5000,10.0.0.5:5000")
     backend = backend_store_uri or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
     check_tracking_uri(backend, "--backend-store-uri")
     artifacts = artifacts_destination or str((Path.cwd() / "mlartifacts").resolve())
+    check_artifacts_destination(artifacts)
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does

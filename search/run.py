@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,7 +29,8 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from analysis.load import default_tracking_uri
-from search import cluster, tune_storage
+from analysis.tracking_store import check_tracking_uri
+from search import cluster, limits, tune_storage
 from search.env import apply_quiet_env
 from search.tracking import (
     MlflowTrialCallback,
@@ -40,11 +40,12 @@ from search.tracking import (
 )
 from search.trial import ERROR_KEY, trial_fn
 from spaces import SearchSpace
-from spaces.samplers import SEED_MAX, make_sampler
+from spaces.samplers import make_sampler
 from trainables.baseline import Baseline, get_baseline, resolve_cache_dir
-from trainables.data import check_folder, resolve_data_root
+from trainables.data import resolve_data_root
 from trainables.measure import MeasureSettings
 from trainables.params import validate_config
+from trainables.paths import check_folder
 from trainables.tasks import build_task
 
 OBJECT_STORE_BYTES = 512 * 2**20  # Ray's default takes 30% of RAM; trials share ~20 MB
@@ -78,8 +79,7 @@ class SearchSettings:
 SAVED_SETTINGS = ("name", "trials", "concurrency", "tracking_uri", "seed", "sampler",
                   "warm_start", "paper_grid", "early_stopping", "max_failures",
                   "trial_timeout_s", "data_root", "cache_dir")
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-NAME_MAX = 100  # characters: a path component holds 255 bytes, and Tune appends to the name
+NAME_PATTERN, NAME_MAX = tune_storage.NAME_PATTERN, tune_storage.NAME_MAX
 
 
 @dataclass
@@ -102,10 +102,12 @@ class SearchOutcome:
 def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
     """Bad numbers, names, paths and addresses fail here, before anything starts; a new
     search also needs a name no Tune experiment in the storage has."""
-    if settings.trials < 1:
-        raise ValueError(f"--trials must be >= 1, got {settings.trials}")
-    if settings.concurrency < 1:
-        raise ValueError(f"--concurrency must be >= 1, got {settings.concurrency}")
+    for bound, value in ((limits.TRIALS, settings.trials),
+                         (limits.CONCURRENCY, settings.concurrency), (limits.SEED, settings.seed),
+                         (limits.MAX_FAILURES, settings.max_failures)):
+        bound.check(value)
+    if settings.trial_timeout_s is not None:
+        limits.TRIAL_TIMEOUT.check(settings.trial_timeout_s)
     if not settings.name:
         raise ValueError("--name '' is empty; give a name of letters, digits, '.', '_' and '-', "
                          "or leave out --name for <space>-<date>-<time>")
@@ -115,14 +117,6 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
     if len(settings.name) > NAME_MAX:
         raise ValueError(f"--name {settings.name[:20]}... is {len(settings.name)} characters "
                          f"long; allowed: at most {NAME_MAX}")
-    if not 0 <= settings.seed <= SEED_MAX:
-        raise ValueError(f"--seed {settings.seed} is not allowed; expected an integer in "
-                         f"0..{SEED_MAX}")
-    if settings.max_failures < 0:
-        raise ValueError(f"--max-failures must be >= 0, got {settings.max_failures}")
-    if settings.trial_timeout_s is not None and not 0 < settings.trial_timeout_s < float("inf"):
-        raise ValueError(f"--trial-timeout must be a number of seconds > 0, got "
-                         f"{settings.trial_timeout_s}")
     if settings.address is None and settings.concurrency > (os.cpu_count() or 1):
         raise ValueError(f"--concurrency {settings.concurrency} exceeds this machine's "
                          f"{os.cpu_count()} CPUs; allowed: 1..{os.cpu_count()}")
@@ -135,8 +129,8 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
     if settings.address is not None:
         cluster.check_address(settings.address)
     check_folder(resolve_data_root(settings.data_root), "--data-root")
-    check_folder(resolve_cache_dir(settings.cache_dir), "--cache-dir")
-    cluster.check_tracking_uri(settings.tracking_uri)
+    check_folder(resolve_cache_dir(settings.cache_dir), "--cache-dir", write=True)
+    check_tracking_uri(settings.tracking_uri)
     tune_storage.check_writable(settings.storage)  # the first thing written: after every check
 
 
@@ -426,9 +420,7 @@ def load_saved(name: str, storage_location: str | Path) -> tuple[SearchSpace, Se
     from spaces import load_space
 
     location = tune_storage.normalize_storage(storage_location)
-    if not NAME_PATTERN.fullmatch(name or ""):
-        raise ValueError(f"search name {name!r} is not allowed; use letters, digits, '.', '_' "
-                         "and '-'")
+    tune_storage.check_name(name)
     if not tune_storage.exists(location, name, tune_storage.SEARCH_FILE):
         raise ValueError(f"no search named {name!r} in {location} (no {tune_storage.SEARCH_FILE}); "
                          "pass the --storage it ran with")

@@ -11,16 +11,30 @@ be reachable from every node: a shared filesystem (NFS) path or a URI such as
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
 import pyarrow.fs
 
 from trainables.errors import first_line
+from trainables.paths import check_length
 
 SEARCH_FILE = "gnn_search.json"  # the search's settings, read by --resume and sync
 SPACE_FILE = "space.yaml"  # the space file the search started with
 URI_SCHEMES = "file://, s3://, gs://, hdfs://, abfs://"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a search's name: one folder's
+NAME_MAX = 100  # characters: a path component holds 255 bytes, and Tune appends to the name
+
+
+def check_name(name: str) -> None:
+    """The name of an existing search (``--resume``, ``sync``) before any path is made of it."""
+    if not NAME_PATTERN.fullmatch(name or ""):
+        raise ValueError(f"search name {name!r} is not allowed; use letters, digits, '.', '_' "
+                         "and '-' (the --name it ran with)")
+    if len(name) > NAME_MAX:
+        raise ValueError(f"search name {name[:20]}... is {len(name)} characters long; allowed: "
+                         f"at most {NAME_MAX} (the --name it ran with)")
 
 
 def is_uri(storage: str | os.PathLike) -> bool:
@@ -33,6 +47,7 @@ def normalize_storage(storage: str | os.PathLike) -> str:
     if not text.strip():
         raise ValueError("--storage is empty; give a folder or a URI such as s3://bucket/prefix")
     if not is_uri(text):
+        check_length(text, "--storage")
         return str(Path(text).expanduser().resolve())
     try:
         pyarrow.fs.FileSystem.from_uri(text)

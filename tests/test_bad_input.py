@@ -61,7 +61,8 @@ CASES = {
                                             "finetune.lr: 0.01}\n", VALID)),
     "test-objective": Case(run(), "'test_acc' cannot be an objective", "allowed: val_acc,",
                            space=VALID.replace("val_acc: max", "test_acc: max")),
-    "negative-trials": Case(run("--trials", "-3"), "got -3", "--trials must be >= 1"),
+    "negative-trials": Case(run("--trials", "-3"), "argument --trials: '-3' is not allowed",
+                            "expected an integer in 1..100000"),
     "concurrency-above-cpus": Case(run("--concurrency", "64"),
                                    "--concurrency 64 exceeds this machine's", "allowed: 1.."),
     "bad-name": Case(run("--name", "a/b"), "--name 'a/b' is not allowed",
@@ -95,11 +96,12 @@ CASES = {
     "tracking-credentials": Case(run("--tracking-uri", "http://me:secret@127.0.0.1:{port}"),
                                  "--tracking-uri must not carry credentials",
                                  "set MLFLOW_TRACKING_USERNAME/"),
-    "trial-timeout": Case(run("--trial-timeout", "0"), "got 0.0",
-                          "--trial-timeout must be a number of seconds > 0"),
-    "max-failures": Case(run("--max-failures", "-1"), "got -1", "--max-failures must be >= 0"),
-    "latency-threads": Case(run("--latency-threads", "0"), "got 0",
-                            "latency threads (--latency-threads) must be >= 1"),
+    "trial-timeout": Case(run("--trial-timeout", "0"), "argument --trial-timeout: '0' is not "
+                          "allowed", "expected a number of seconds in (0, 2592000]"),
+    "max-failures": Case(run("--max-failures", "-1"), "argument --max-failures: '-1' is not "
+                         "allowed", "expected an integer in 0..100"),
+    "latency-threads": Case(run("--latency-threads", "0"), "argument --latency-threads: '0' is "
+                            "not allowed", "expected an integer in 1..1024"),
     "missing-dataset": Case(run("--data-root", "{tmp}/empty"), "dataset 'Cora' is not in",
                             "Put its raw files there (ind.cora.x,"),
     "corrupted-baseline": Case(run("--cache-dir", "{tmp}/bad-cache"),
@@ -118,7 +120,8 @@ CASES = {
                             "file:///srv/mlruns"], "--backend-store-uri 'file:///srv/mlruns': "
                            "scheme 'file' is not a tracking store", "allowed: sqlite:///"),
     "server-port": Case(["mlflow-server", "--port", "70000"],
-                        "--port 70000 is not a TCP port", "allowed: 1..65535"),
+                        "argument --port: '70000' is not allowed", "expected an integer in "
+                        "1..65535"),
     "server-port-busy": Case(["mlflow-server", "--port", "{busy}"], "cannot listen on "
                              "127.0.0.1:", "pick another --port (or --host)"),
     "sync-unknown": Case(["sync", "nope", "--storage", "{storage}"], "no search named 'nope'",
@@ -132,7 +135,7 @@ CASES = {
     "misspelt-key": Case(run(), "unknown key 'objective'", "did you mean 'objectives'?",
                          space=VALID.replace("objectives:", "objective:")),
     "space-entry-type": Case(run(), "space.prune.method: expected a list of choices",
-                             "a {low, high} range or a single value, got None",
+                             "a {low, high} range or a single value, got null",
                              space=VALID.replace("[global, none]", "")),
     "dataset-option": Case(run(), "dataset.val_ratio does not apply to task "
                            "'node_classification'", "allowed: loader, name, split, num_val, "
@@ -145,8 +148,8 @@ CASES = {
                                  "{uri}", "--objectives", "val_acc:max,val_acc:min"],
                                 "objective 'val_acc' is given both max and min",
                                 "give each metric once"),
-    "empty-name": Case(run("--name", ""), "--name '' is empty",
-                       "give a name of letters, digits, '.', '_' and '-'"),
+    "empty-name": Case(run("--name", ""), "argument --name: '' is empty",
+                       "give a value, or leave out --name"),
     "long-name": Case(run("--name", "a" * 120), "is 120 characters long",
                       "allowed: at most 100"),
     "seed-range": Case(run("--seed", "-1"), "argument --seed: '-1' is not allowed",
@@ -156,7 +159,8 @@ CASES = {
                              "choose another path or remove it"),
     "out-is-a-file": Case(["report", "--experiment", "existing", "--out", "{tmp}/a-file",
                            "--tracking-uri", "{uri}", "--no-log"], "a-file is a file",
-                          "give a folder (it is created if missing)"),
+                          "give a folder (it is created if missing, in a "
+                          "folder that exists)"),
     "out-is-a-folder": Case(["pareto", "--experiment", "existing", "--out", "{tmp}",
                              "--tracking-uri", "{uri}"], "is a folder",
                             "give a file name, e.g."),
