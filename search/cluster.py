@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from analysis.tracking_store import check_tracking_uri
@@ -79,8 +79,10 @@ def runtime_env(cluster: bool) -> dict[str, Any]:
 
 
 def check_address(address: str) -> None:
-    """``--address`` is well formed and answers within a few seconds."""
+    """``--address`` is well formed and answers within a few seconds; ``auto`` must find a
+    running cluster (RAY_ADDRESS, the last ``ray start`` here, or a Ray running here)."""
     if address == "auto":
+        _reachable(find_auto_address(), "auto")
         return
     if address.startswith("ray://"):
         from ray._private.utils import get_ray_client_dependency_error
@@ -88,18 +90,42 @@ def check_address(address: str) -> None:
         if get_ray_client_dependency_error() is not None:
             raise ValueError(f"--address {address} needs Ray Client: pip install "
                              "'ray[client]==2.60.0', or run on the head node with --address auto")
+    _reachable(address, address)
+
+
+def find_auto_address() -> str:
+    """The cluster ``--address auto`` joins, found as Ray finds it; a one-line error naming
+    the option and what to do when there is none."""
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except (ConnectionError, ValueError) as err:
+        reason = first_line(err)
+        if "multiple" not in reason:  # Ray's own words name its CLI's --address flag
+            reason = "none runs here and RAY_ADDRESS is not set"
+        raise ConnectionError(
+            f"--address auto found no Ray cluster to join ({reason}); start one with `ray "
+            "start --head` (or set RAY_ADDRESS=HOST:PORT), or leave out --address to run "
+            "here") from None
+
+
+def _reachable(address: str, given: str) -> None:
+    """``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) is well formed and its port
+    answers; ``given`` is what the user wrote, for the message."""
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
     if ("://" in target or not sep or not host or not port.isdigit()
             or not 0 < int(port) < 65536 or host.startswith("[") != host.endswith("]")):
-        raise ValueError(f"--address {address!r} is not a Ray address; allowed: {ADDRESS_HELP}")
+        raise ValueError(f"--address {given!r} is not a Ray address; allowed: {ADDRESS_HELP}")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=3):
             pass
     except OSError as err:
         reason = err.strerror or type(err).__name__
+        found = "" if given == address else f" (found by --address {given})"
         raise ConnectionError(
-            f"cannot reach the Ray cluster at {address} ({reason}); start it (`ray up "
+            f"cannot reach the Ray cluster at {address}{found} ({reason}); start it (`ray up "
             "ray_cluster.yaml` or `ray start --head`), or leave out --address to run here"
         ) from None
 
@@ -110,9 +136,17 @@ def _known_excludes(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Directory %r is now ignored by default")
 
 
-def connect(address: str | None, object_store_bytes: int) -> int:
+class Joined(NamedTuple):
+    """The Ray cluster a search runs on: its GCS address, its alive nodes and CPUs."""
+
+    address: str
+    nodes: int
+    cpus: int
+
+
+def connect(address: str | None, object_store_bytes: int) -> Joined:
     """Join the cluster at ``address`` (None: start Ray on this machine, on 127.0.0.1
-    only); returns the cluster's CPU count."""
+    only)."""
     import ray
     from ray.exceptions import AuthenticationError
 
@@ -132,7 +166,9 @@ def connect(address: str | None, object_store_bytes: int) -> int:
     except (ConnectionError, RuntimeError, TimeoutError) as err:
         reason = first_line(err)
         raise ConnectionError(f"cannot connect to the Ray cluster at {address}: {reason}") from None
-    return int(ray.cluster_resources().get("CPU", 0))
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    return Joined(ray.get_runtime_context().gcs_address, nodes,
+                  int(ray.cluster_resources().get("CPU", 0)))
 
 
 def is_loopback(host: str) -> bool:

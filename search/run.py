@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -174,15 +175,20 @@ def prepare(space: SearchSpace, settings: SearchSettings):
 
 
 def _init_ray(settings: SearchSettings) -> int:
-    """Start or join Ray; returns the cluster's CPU count."""
+    """Start or join Ray (saying on stderr which cluster it joined); returns the cluster's
+    CPU count."""
     apply_quiet_env()
-    cpus = cluster.connect(settings.address, OBJECT_STORE_BYTES)
-    if settings.concurrency > cpus:
+    joined = cluster.connect(settings.address, OBJECT_STORE_BYTES)
+    if settings.concurrency > joined.cpus:
         raise ValueError(
-            f"--concurrency {settings.concurrency} exceeds the cluster's {cpus} CPUs "
-            "(each trial needs at least one); allowed: 1.." + str(cpus)
+            f"--concurrency {settings.concurrency} exceeds the cluster's {joined.cpus} CPUs "
+            "(each trial needs at least one); allowed: 1.." + str(joined.cpus)
         )
-    return cpus
+    if settings.address:
+        print(f"joined the Ray cluster at {joined.address} (--address {settings.address}): "
+              f"{joined.nodes} node{'s' * (joined.nodes != 1)}, {joined.cpus} CPUs",
+              file=sys.stderr, flush=True)
+    return joined.cpus
 
 
 def _grid(space: SearchSpace, settings: SearchSettings) -> list[dict[str, Any]] | None:

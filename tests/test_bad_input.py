@@ -70,6 +70,9 @@ CASES = {
     "malformed-address": Case(run("--address", "nowhere"),
                               "--address 'nowhere' is not a Ray address",
                               "allowed: auto, HOST:PORT"),
+    "address-auto-none": Case(run("--address", "auto"),
+                              "--address auto found no Ray cluster to join",
+                              "start one with `ray start --head`"),
     "unreachable-cluster": Case(run("--address", "127.0.0.1:{port}"),
                                 "cannot reach the Ray cluster at 127.0.0.1:",
                                 "start it (`ray up ray_cluster.yaml` or `ray start --head`)"),
@@ -250,6 +253,12 @@ def test_bad_input_is_one_line_and_changes_nothing(key, existing, capsys, monkey
     # nothing may be downloaded in these tests: a missing dataset must stay missing
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    # --address auto finds no cluster, whatever else runs on this machine
+    import ray._private.services as services
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: frozenset())
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
     space = tmp / f"{key}.yaml"
     if isinstance(case.space, bytes):
         space.write_bytes(case.space)

@@ -89,7 +89,8 @@ KINDS: dict[str, dict[str, str]] = {
     "address": {"empty": "", "no-port": "nowhere", "empty-port": "127.0.0.1:",
                 "no-host": ":6379", "port-0": "127.0.0.1:0", "port-high": "127.0.0.1:99999",
                 "port-text": "127.0.0.1:x", "client-empty": "ray://", "bad-ipv6": "[::1",
-                "unreachable": "127.0.0.1:{port}", "http": "http://127.0.0.1:{port}"},
+                "unreachable": "127.0.0.1:{port}", "http": "http://127.0.0.1:{port}",
+                "auto-none-running": "auto"},
     "objectives": {"empty": "", "comma": ",", "no-direction": "val_acc",
                    "bad-direction": "val_acc:up", "twice": "val_acc:max,val_acc:min",
                    "unknown": "nope:max"},
@@ -341,7 +342,7 @@ def sandbox(tmp_path_factory):
         mp.setenv("GNN_SEARCH_DATA", str(tmp / "data"))
         mp.setenv("GNN_SEARCH_CACHE", str(tmp / "cache"))
         mp.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing is downloaded
-        mp.delenv("RAY_ADDRESS", raising=False)
+        _no_ray_running(mp)
         yield tmp, values
 
 
@@ -375,6 +376,15 @@ def _tune_storage(tmp: Path, uri: str, runs: tuple[str, str]) -> None:
     (folder / "space.yaml").write_text(_emit(SPACE))
     (folder / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
     (folder / "trial_0" / "result.json").write_text('{"val_acc": 0.8}\n')
+
+
+def _no_ray_running(mp: pytest.MonkeyPatch) -> None:
+    """``--address auto`` finds no cluster, whatever else runs on this machine."""
+    import ray._private.services as services
+
+    mp.delenv("RAY_ADDRESS", raising=False)
+    mp.setattr(services, "find_gcs_addresses", lambda: frozenset())
+    mp.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
 
 
 def _trip(mp: pytest.MonkeyPatch) -> None:
