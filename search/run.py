@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from analysis.load import default_tracking_uri
+from analysis.load import ROLE_TAG, SEARCH_TAG, default_tracking_uri
 from analysis.tracking_store import check_tracking_uri
 from search import cluster, limits, tune_storage
 from search.env import apply_quiet_env
@@ -123,16 +123,26 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
                          f"{os.cpu_count()} CPUs; allowed: 1..{os.cpu_count()}")
     settings.storage = tune_storage.normalize_storage(settings.storage)
     if not resuming and tune_storage.exists(settings.storage, settings.name):
-        raise ValueError(
-            f"a Tune experiment named {settings.name!r} already exists in {settings.storage}; "
-            f"choose another --name, or continue it with --resume {settings.name}"
-        )
+        _refuse_existing_storage(settings)
     if settings.address is not None:
         cluster.check_address(settings.address)
     check_folder(resolve_data_root(settings.data_root), "--data-root")
     check_folder(resolve_cache_dir(settings.cache_dir), "--cache-dir", write=True)
     check_tracking_uri(settings.tracking_uri)
     tune_storage.check_writable(settings.storage)  # the first thing written: after every check
+
+
+def _refuse_existing_storage(settings: SearchSettings) -> None:
+    """A new search's name is taken in the storage: continue it, or (when it never started a
+    trial, its start killed) remove it."""
+    folder = tune_storage.experiment_path(str(settings.storage), settings.name)
+    if not tune_storage.has_trials(str(settings.storage), settings.name):
+        raise ValueError(f"a Tune experiment named {settings.name!r} in {settings.storage} "
+                         f"never started a trial (its start failed or was killed); remove "
+                         f"{folder} to run it again, or choose another --name")
+    raise ValueError(
+        f"a Tune experiment named {settings.name!r} already exists in {settings.storage}; "
+        f"choose another --name, or continue it with --resume {settings.name}")
 
 
 PAPER_PRUNING = ("global", "fine_grained", "regularization")
@@ -245,30 +255,70 @@ def _started(space: SearchSpace, settings: SearchSettings,
 
 
 def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
-    """Run a new search to completion; every trial ends up as a child run in MLflow."""
+    """Run a new search to completion; every trial ends up as a child run in MLflow. A start
+    that fails (or is interrupted) before any trial started leaves nothing behind: the same
+    --name runs again (:func:`_undo_start`)."""
     check_settings(settings)
     client = MlflowClient(settings.tracking_uri)
     _check_new_experiment(client, settings)
     with _started(space, settings) as started:
-        search_run = _open_search_run(client, space, settings, started)
-        return _run_new(space, settings, started, search_run)
+        experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
+        try:
+            search_run = _open_search_run(client, experiment_id, space, settings, started)
+            return _run_new(space, settings, started, search_run)
+        except BaseException:
+            _undo_start(client, experiment_id, settings)
+            raise
 
 
 def _check_new_experiment(client: MlflowClient, settings: SearchSettings) -> None:
-    """A new search needs a name no MLflow experiment with runs has."""
+    """A new search needs a name no MLflow experiment with runs has (nor a deleted one,
+    which MLflow keeps until it is purged); a search that never started a trial is named
+    with the way to clear it."""
     existing = client.get_experiment_by_name(settings.name)
-    if existing is not None and client.search_runs([existing.experiment_id], max_results=1):
-        raise ValueError(f"an MLflow experiment named {settings.name!r} already exists in "
-                         f"{settings.tracking_uri} with runs; choose another --name, or "
-                         f"continue it with --resume {settings.name}")
+    if existing is None:
+        return
+    if existing.lifecycle_stage == "deleted":
+        raise ValueError(f"MLflow experiment {settings.name!r} is deleted in "
+                         f"{settings.tracking_uri}; restore it (mlflow experiments restore "
+                         f"--experiment-id {existing.experiment_id}) or choose another --name")
+    runs = client.search_runs([existing.experiment_id], max_results=100)
+    if not runs:
+        return
+    if all(r.data.tags.get(ROLE_TAG) == "search" for r in runs) and not (
+            tune_storage.has_trials(str(settings.storage), settings.name)):
+        ids = " ".join(r.info.run_id for r in runs)
+        raise ValueError(f"MLflow experiment {settings.name!r} in {settings.tracking_uri} holds "
+                         "only the parent run of a search that never started a trial (its "
+                         "start failed or was killed); delete "
+                         f"it (MLFLOW_TRACKING_URI={settings.tracking_uri} mlflow runs delete "
+                         f"--run-id {ids}) to run it again, or choose another --name")
+    raise ValueError(f"an MLflow experiment named {settings.name!r} already exists in "
+                     f"{settings.tracking_uri} with runs; choose another --name, or "
+                     f"continue it with --resume {settings.name}")
 
 
-def _open_search_run(client: MlflowClient, space: SearchSpace, settings: SearchSettings,
-                     started: _Started) -> SearchRun:
+def _undo_start(client: MlflowClient, experiment_id: str, settings: SearchSettings) -> None:
+    """After a failed start with no trial started: delete the parent run(s) this start
+    created (the experiment had no run before it) and ``<storage>/<name>`` (which did not
+    exist before it). A search with a trial is kept for --resume. Best effort: what is left
+    (MLflow away) is named, with how to clear it, when the name is used again."""
+    try:
+        if tune_storage.has_trials(str(settings.storage), settings.name):
+            return
+        for run in client.search_runs([experiment_id], f"tags.`{SEARCH_TAG}` = "
+                                      f"'{settings.name}'", max_results=100):
+            client.delete_run(run.info.run_id)
+        tune_storage.remove(str(settings.storage), settings.name)
+    except Exception:  # the start's own error is the one to show
+        pass
+
+
+def _open_search_run(client: MlflowClient, experiment_id: str, space: SearchSpace,
+                     settings: SearchSettings, started: _Started) -> SearchRun:
     """The search's parent run: its settings as params, the baseline's metrics, the space
     file and the FP32 model(s) every trial starts from as artifacts."""
     baseline = started.baseline
-    experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
     search_run = SearchRun(
         client, experiment_id, settings.name,
         params={

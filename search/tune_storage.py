@@ -91,6 +91,20 @@ def exists(storage: str, *parts: str) -> bool:
     return fs.get_file_info(target).type != pyarrow.fs.FileType.NotFound
 
 
+def has_trials(storage: str, name: str) -> bool:
+    """Whether search ``name`` started a trial (Tune made its folder, ``trial_<id>``)."""
+    fs, path = filesystem(storage)
+    selector = pyarrow.fs.FileSelector(experiment_path(path, name), allow_not_found=True)
+    return any(info.base_name.startswith("trial_") for info in fs.get_file_info(selector))
+
+
+def remove(storage: str, name: str) -> None:
+    """Delete ``<storage>/<name>`` and everything in it (a search that never started)."""
+    fs, path = filesystem(storage)
+    if exists(storage, name):
+        fs.delete_dir(experiment_path(path, name))
+
+
 def write_text(storage: str, name: str, filename: str, text: str) -> None:
     """Write ``<storage>/<name>/<filename>`` (the experiment folder is created if needed)."""
     fs, path = filesystem(storage)
