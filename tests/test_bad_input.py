@@ -173,6 +173,66 @@ CASES = {
     "out-unwritable": Case(["pareto", "--experiment", "existing", "--out", "/proc/front.csv",
                             "--tracking-uri", "{uri}"], "--out /proc/front.csv is not writable",
                            "choose another path"),
+    # classes tests/test_bad_input_property.py found (a traceback, exit 1, work first, a
+    # value silently replaced or coerced, a message in Python's words)
+    "number-not-finite": Case(run("--energy-window", "nan"), "argument --energy-window: "
+                              "'nan' is not allowed", "expected a number of seconds in "
+                              "[0, 3600]"),
+    "empty-value": Case(["pareto", "--experiment", "existing", "--tracking-uri", ""],
+                        "argument --tracking-uri: '' is empty",
+                        "give a value, or leave out --tracking-uri"),
+    "name-too-long": Case(["pareto", "--experiment", "existing", "--tracking-uri", "{uri}",
+                           "--out", "{tmp}/" + "x" * 300], "the name xxxxxxxxxxxxxxxxxxxx... "
+                          "is 300 bytes long", "allowed: at most 255 bytes per name"),
+    "tracking-not-a-database": Case(run("--tracking-uri", "sqlite:///{tmp}/a-file"),
+                                    "a-file is not an SQLite database",
+                                    "give the search's mlflow.db, or the name of a new file"),
+    "analysis-tracking-uri": Case(["pareto", "--experiment", "existing", "--tracking-uri",
+                                   "file:///{tmp}/mlruns"], "scheme 'file' is not a tracking "
+                                  "store MLflow can use here", "allowed: sqlite:////abs/path/"),
+    "tracking-uri-malformed": Case(run("--tracking-uri", "http://127.0.0.1:99999"),
+                                   "'http://127.0.0.1:99999' is not a URI (Port out of range",
+                                   "allowed: sqlite:////abs/path/mlflow.db"),
+    "cache-dir-unwritable": Case(run("--cache-dir", "/proc/gnn-search-cache"),
+                                 "--cache-dir /proc/gnn-search-cache is not writable",
+                                 "choose another path"),
+    "artifacts-destination": Case(["mlflow-server", "--port", "{port}",
+                                   "--artifacts-destination", "{tmp}/a-file"],
+                                  "a-file is a file, not a folder", "give a folder"),
+    "allowed-hosts": Case(["mlflow-server", "--port", "{port}", "--allowed-hosts",
+                           "mlflow.lan:5000,"], "--allowed-hosts 'mlflow.lan:5000,' has an "
+                          "empty entry", "give hosts separated by commas"),
+    "out-missing-parent": Case(["report", "--experiment", "existing", "--out",
+                                "{tmp}/nowhere/report", "--tracking-uri", "{uri}", "--no-log"],
+                               "/nowhere does not exist", "create it or choose another path"),
+    "search-name": Case(["sync", "../existing", "--storage", "{storage}"],
+                        "search name '../existing' is not allowed",
+                        "use letters, digits, '.', '_' and '-'"),
+    "constraint-metric": Case(["report", "--experiment", "existing", "--out", "{tmp}/r",
+                               "--tracking-uri", "{uri}", "--no-log", "--constraint",
+                               "nope>=1"], "unknown metric 'nope' in constraint 'nope>=1'",
+                              "available: "),
+    "constraint-not-finite": Case(["pareto", "--experiment", "existing", "--tracking-uri",
+                                   "{uri}", "--constraint", "val_acc<=1e999"],
+                                  "'1e999' is not a finite number", "expected e.g. "),
+    "address-url": Case(run("--address", "http://127.0.0.1:8265"),
+                        "--address 'http://127.0.0.1:8265' is not a Ray address",
+                        "allowed: auto, HOST:PORT"),
+    "space-value-as-written": Case(run(), "prune.method=true is not allowed",
+                                   "expected one of none, global,",
+                                   space=VALID.replace("[global, none]", "true")),
+    "space-bool-number": Case(run(), "dataset.num_val: expected a whole number (got true)",
+                              "expected a whole number",
+                              space=VALID.replace("num_val: 500", "num_val: true")),
+    "space-not-finite": Case(run(), "baseline.weight_decay: expected a finite number "
+                             "(got .inf)", "expected a finite number",
+                             space=VALID.replace("weight_decay: 5.0e-4", "weight_decay: .inf")),
+    "space-is-a-folder": Case(run("--space", "{tmp}/empty"), "/empty' is a folder",
+                              "give a YAML space file in it"),
+    "deleted-experiment": Case(run("--name", "gone"), "MLflow experiment 'gone' is deleted",
+                               "restore it (mlflow experiments restore --experiment-id"),
+    "never-started": Case(run("--name", "halfway"), "holds only the parent run of a search "
+                          "that never started a trial", "mlflow runs delete --run-id"),
     "run-id-ambiguous": Case(["export", "--run-id", "{ambiguous}", "--out", "{tmp}/m.gnnz",
                               "--tracking-uri", "{uri}"], "is ambiguous: ",
                              "trials match ("),
@@ -203,6 +263,9 @@ def existing(tmp_path_factory, data_root, cache_dir):
     (tmp / "model.gnnz").write_bytes(b"PK\x03\x04 not a model")
     client.log_artifact(run.info.run_id, str(tmp / "model.gnnz"), "model")
     client.set_terminated(run.info.run_id, "FINISHED")
+    client.delete_experiment(client.create_experiment("gone"))  # deleted, not purged
+    client.create_run(client.create_experiment("halfway"),  # a killed start's parent run
+                      tags={"gnn_search.role": "search", "gnn_search.search": "halfway"})
     return {"tmp": tmp, "storage": storage, "uri": uri, "space": space,
             "corrupt_run": run.info.run_id, "ambiguous": _ambiguous_prefix(client)}
 
