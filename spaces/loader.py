@@ -56,8 +56,8 @@ def _culprit(model: str, kwargs: dict[str, Any]) -> str:
         try:
             build_model(model, 4, 2, **{key: value})
         except (RuntimeError, ValueError, TypeError):
-            return f"{key}={value!r}"
-    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            return f"{key}={shown(value)}"
+    return ", ".join(f"{k}={shown(v)}" for k, v in kwargs.items())
 
 
 def _not_bool(kind: str):
@@ -197,7 +197,8 @@ class SearchSpace(_Strict):
             else:
                 param.check(key, entry)
         if not any(isinstance(e, (list, RangeSpec)) for e in v.values()):
-            fixed = ", ".join(f"{k}={e}" for k, e in v.items())
+            fixed = ", ".join(f"{k}={e if isinstance(e, str) else shown(e)}"
+                              for k, e in v.items())
             raise ValueError(f"nothing to search: every parameter is fixed ({fixed}); give at "
                              "least one a list of choices or a {low, high} range")
         return v
@@ -205,8 +206,12 @@ class SearchSpace(_Strict):
     @model_validator(mode="after")
     def _valid_points(self) -> SearchSpace:
         """Warm-start points must lie inside the space: listed choices, ranges, fixed values."""
-        for point in self.warm_start:
-            for key, value in validate_config(point).items():
+        for i, point in enumerate(self.warm_start):
+            try:
+                checked = validate_config(point)
+            except ValueError as err:
+                raise ValueError(f"warm_start[{i}]: {err}") from None
+            for key, value in checked.items():
                 entry = self.space.get(key)
                 value_ok = (
                     entry is None
@@ -216,8 +221,8 @@ class SearchSpace(_Strict):
                 )
                 if not value_ok:
                     allowed = (f"[{entry.low}, {entry.high}]" if isinstance(entry, RangeSpec)
-                               else entry)
-                    raise ValueError(f"warm_start: {key}={value!r} is outside the space; "
+                               else shown(entry))
+                    raise ValueError(f"warm_start: {key}={shown(value)} is outside the space; "
                                      f"allowed: {allowed}")
         return self
 

@@ -298,6 +298,11 @@ def space_cases() -> list[tuple[str, bytes, tuple[str, ...]]]:
                 continue
             text = _emit(_with(["space", param], value))
             cases.append((f"type space.{param} {label}", text.encode(), (param, _flow(value))))
+    for path in (["objectives", "val_acc"], ["warm_start", 0, "prune.sparsity"]):
+        for label, value in WRONG.items():
+            key = ".".join(map(str, path))
+            cases.append((f"type {key} {label}", _emit(_with(path, value)).encode(),
+                          (path[-1], _flow(value))))
     for key in ("task", "dataset/loader", "model/name", "baseline/lr", "objectives/val_acc",
                 "space/prune.method", "space/prune.sparsity/low"):
         cases.append((f"twice {key}", _emit(SPACE, twice=key).encode(),
