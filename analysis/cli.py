@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from pathlib import Path
 
 from analysis.columns import FORMATS
 from analysis.safetensors_export import EXPORT_FORMATS, PYG_MODELS, WEIGHTS
 from trainables.errors import first_line
+from trainables.paths import check_length, probe_writable
 
 DEFAULT_OBJECTIVES = "val_acc:max,size_bytes:min"
 # What a command reports as one line "gnn-search COMMAND: error: ..." and exit code 2
@@ -29,56 +29,66 @@ class UsageError(ValueError):
 
 class Parser(argparse.ArgumentParser):
     """argparse, except that a refused command line is one line, ``PROG: error: MESSAGE``,
-    without the usage block (``PROG --help`` shows it); subcommands' parsers are of this
-    class too."""
+    without the usage block (``PROG --help`` shows it), and an empty value is refused (it
+    would otherwise stand for the default, or for the current folder); subcommands' parsers
+    are of this class too."""
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: error: {message}; see {self.prog} --help")
 
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            given = getattr(namespace, action.dest, None)
+            if "" in (given if isinstance(given, list) else [given]):
+                name = action.option_strings[-1] if action.option_strings else action.metavar
+                self.error(f"argument {name}: '' is empty; give a value" + (
+                    f", or leave out {name}" if action.option_strings and not action.required
+                    else ""))
+        return namespace, extras
 
-def check_out_file(out: str, overwrite: bool = True, create_parents: bool = False) -> Path:
-    """``--out`` as a file to write, checked before any run is read: not a folder, not an
-    existing file unless ``overwrite``, in a writable folder that exists (or, with
-    ``create_parents``, under one that can be created)."""
+
+def check_out_file(out: str, overwrite: bool = True, example: str = "front.csv") -> Path:
+    """``--out`` as a file to write, checked before any run is read: a name a filesystem
+    takes, not a folder, not an existing file unless ``overwrite``, in a folder that exists
+    and can be written in (it is never created: a mistyped folder is refused)."""
+    check_length(out, "--out")
     path = Path(out).expanduser().resolve()
     if path.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name, e.g. "
-                         f"{path / 'front.csv'}")
+        raise ValueError(f"--out {out} is a folder; give a file name, e.g. {path / example}")
     if path.exists() and not overwrite:
         raise ValueError(f"--out {out} already exists; choose another path or remove it")
-    _check_folder(path.parent, out, create=create_parents)
+    _check_parent(path, out)
     return path
 
 
 def check_out_folder(out: str) -> Path:
-    """``--out`` as a folder to write into (created if missing), checked before any run is
-    read: not a file, and under a folder it can be created and written in."""
+    """``--out`` as a folder to write into, checked before any run is read: a name a
+    filesystem takes, not a file, and either an existing folder or one the command creates
+    in a folder that exists (its parent is never created: a mistyped one is refused); the
+    folder it writes in can be written in."""
+    check_length(out, "--out")
     path = Path(out).expanduser().resolve()
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder (it is created if missing)")
-    _check_folder(path, out, create=True)
+        raise ValueError(f"--out {out} is a file; give a folder (it is created if missing, "
+                         "in a folder that exists)")
+    if path.is_dir():
+        probe_writable(path, "--out", out)
+    else:
+        _check_parent(path, out)
     return path
 
 
-def _check_folder(folder: Path, out: str, create: bool) -> None:
-    """``folder`` exists as a folder (or, with ``create``, its nearest existing ancestor
-    does) and a file can be created in it: a probe file is written and removed."""
-    existing = folder
-    while create and not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.exists():
-        raise ValueError(f"--out {out}: folder {folder} does not exist; create it or choose "
-                         "another path")
-    if not existing.is_dir():
-        raise ValueError(f"--out {out}: {existing} is a file, not a folder; choose another "
+def _check_parent(path: Path, out: str) -> None:
+    """The folder ``path`` goes in exists, is a folder, and a file can be created in it."""
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ValueError(f"--out {out}: {blocking} is a file, not a folder; choose another "
                          "path")
-    probe = existing / f".gnn-search-probe-{uuid.uuid4().hex[:8]}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"--out {out} is not writable ({err.strerror or err} in {existing}); "
-                         "choose another path") from None
+    if not path.parent.exists():
+        raise ValueError(f"--out {out}: folder {path.parent} does not exist; create it or "
+                         "choose another path")
+    probe_writable(path.parent, "--out", out)
 
 
 def add_tracking_uri(p: argparse.ArgumentParser) -> None:
@@ -157,9 +167,17 @@ def add_commands(sub) -> None:
 
 
 def _tracking_uri(args) -> str:
+    """The store the command reads, checked after the command's own options (``--objectives``
+    first): a bad one is one line, not MLflow's error."""
     from analysis.load import default_tracking_uri
+    from analysis.pareto import parse_objectives
+    from analysis.tracking_store import check_tracking_uri
 
-    return args.tracking_uri or default_tracking_uri()
+    if getattr(args, "objectives", None):
+        parse_objectives(args.objectives)
+    uri = args.tracking_uri or default_tracking_uri()
+    check_tracking_uri(uri, reading=True)
+    return uri
 
 
 def _search_objectives(experiments: list[str], tracking_uri: str) -> str:
@@ -220,13 +238,14 @@ def cmd_pareto(args) -> int:
 
 def cmd_report(args) -> int:
     from analysis.load import load_searches
-    from analysis.pareto import parse_constraint
+    from analysis.pareto import apply_constraints, parse_constraint
     from analysis.report import build_report
 
     constraints = [parse_constraint(c) for c in args.constraint]
     out = check_out_folder(args.out)
     tracking_uri = _tracking_uri(args)
     trials, objectives = finished_trials(args.experiment, tracking_uri, args.objectives)
+    apply_constraints(trials.frame, constraints)  # an unknown metric: refused before any file
     searches = load_searches(args.experiment, tracking_uri)
     path = build_report(trials.frame, trials.excluded, searches, objectives, out, constraints,
                         title=f"Search report: {', '.join(args.experiment)}")
@@ -246,7 +265,7 @@ def cmd_export(args) -> int:
     if args.weights and args.format != "safetensors":
         raise ValueError(f"--weights {args.weights} applies to --format safetensors only; "
                          "add --format safetensors or leave out --weights")
-    out = check_out_file(args.out, overwrite=False, create_parents=True)
+    out = check_out_file(args.out, overwrite=False, example="model.gnnz")
     sidecar = out.with_name(out.name + ".json")
     if sidecar.exists():
         raise ValueError(f"--out {args.out}: its sidecar {sidecar} already exists; choose "

@@ -6,6 +6,7 @@ other, so ties are all kept.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 import sys
@@ -101,9 +102,10 @@ def parse_constraint(text: str) -> Constraint:
     try:
         value = float(match.group(3))
     except ValueError:
-        raise ValueError(
-            f"malformed constraint {text!r}: {match.group(3)!r} is not a number"
-        ) from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"malformed constraint {text!r}: {match.group(3)!r} is not a finite "
+                         "number; expected e.g. \"val_acc>=0.80\"")
     return Constraint(match.group(1), match.group(2), value)
 
 

@@ -14,22 +14,11 @@ from pathlib import Path
 
 from analysis import cli as analysis_cli
 from analysis.cli import Parser, UsageError, add_tracking_uri
+from search import limits
 from search.env import apply_quiet_env
 from spaces.samplers import SAMPLERS, SEED_MAX
 
 EPILOG = "Docs: README.md. Space files: a path, or a bundled name such as cora_node."
-
-
-def seed(text: str) -> int:
-    """``--seed``: an integer numpy and Optuna's samplers accept, refused while parsing."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected an integer in "
-                                         f"0..{SEED_MAX}")
-    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -39,12 +28,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "else ~/.cache/gnn-search/datasets)")
     p.add_argument("--cache-dir", help="where FP32 baselines are cached (default: "
                    "$GNN_SEARCH_CACHE, else ~/.cache/gnn-search)")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the sampler and of each trial, "
-                   f"0..{SEED_MAX} (default: 0)")
-    p.add_argument("--latency-threads", type=int, metavar="N",
+    p.add_argument("--seed", type=limits.SEED, default=0, help="seed of the sampler and of "
+                   f"each trial, 0..{SEED_MAX} (default: 0)")
+    p.add_argument("--latency-threads", type=limits.LATENCY_THREADS, metavar="N",
                    help="measure latency and energy with N torch threads (default: as the "
                         "trial runs; 1 inside Ray trials)")
-    p.add_argument("--energy-window", type=float, default=1.0, metavar="S",
+    p.add_argument("--energy-window", type=limits.ENERGY_WINDOW, default=1.0, metavar="S",
                    help="seconds of back-to-back inference to measure energy over; 0 = no "
                         "energy figures (default: 1.0)")
 
@@ -53,8 +42,9 @@ def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run a search (Ray Tune + Optuna, tracked in MLflow)",
                          description="Run a multi-objective compression search.")
     _add_common(run)
-    run.add_argument("--trials", type=int, default=8, help="number of trials (default: 8)")
-    run.add_argument("--concurrency", type=int, default=2,
+    run.add_argument("--trials", type=limits.TRIALS, default=8,
+                     help=f"number of trials, at most {limits.TRIALS.high:g} (default: 8)")
+    run.add_argument("--concurrency", type=limits.CONCURRENCY, default=2,
                      help="trials at a time, one CPU each (default: 2)")
     run.add_argument("--name", help="search name = MLflow experiment = Tune experiment: "
                      "letters, digits, '.', '_', '-', at most 100 characters (default: "
@@ -68,10 +58,10 @@ def _add_run(sub) -> None:
     run.add_argument("--resume", metavar="NAME",
                      help="continue the search NAME (in --storage) to its full trial count "
                           "after its driver stopped; it keeps its own settings")
-    run.add_argument("--max-failures", type=int, default=2, metavar="N",
+    run.add_argument("--max-failures", type=limits.MAX_FAILURES, default=2, metavar="N",
                      help="retries of a trial whose worker or node is lost (default: 2); a "
                           "trial that raises is not retried")
-    run.add_argument("--trial-timeout", type=float, metavar="S",
+    run.add_argument("--trial-timeout", type=limits.TRIAL_TIMEOUT, metavar="S",
                      help="fail a trial still fine-tuning after S seconds (default: none)")
     _add_run_strategy(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar or progress table")
@@ -117,8 +107,10 @@ def _add_mlflow_server(sub) -> None:
                         "or an object-store URI (default: <cwd>/mlartifacts)")
     server.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: "
                         "127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
-    server.add_argument("--port", type=int, default=5000, help="TCP port (default: 5000)")
-    server.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
+    server.add_argument("--port", type=limits.PORT, default=5000,
+                        help="TCP port (default: 5000)")
+    server.add_argument("--workers", type=limits.WORKERS, default=1,
+                        help=f"server processes, at most {limits.WORKERS.high:g} (default: 1)")
     server.add_argument("--allowed-hosts", help="Host headers the server accepts when opened "
                         "with --host (MLflow's DNS-rebinding protection), e.g. mlflow.lan:5000")
 
@@ -310,7 +302,8 @@ def cmd_trial(args) -> int:
     from spaces import load_space
     from trainables.baseline import get_baseline, resolve_cache_dir
     from trainables.cycle import run_cycle
-    from trainables.data import check_folder, resolve_data_root
+    from trainables.data import resolve_data_root
+    from trainables.paths import check_folder
     from trainables.tasks import build_task
 
     space = load_space(args.space)
@@ -318,7 +311,7 @@ def cmd_trial(args) -> int:
     measure_settings = _measure_settings(args)  # bad values fail before any work
     out = analysis_cli.check_out_folder(args.out)
     check_folder(resolve_data_root(args.data_root), "--data-root")
-    check_folder(resolve_cache_dir(args.cache_dir), "--cache-dir")
+    check_folder(resolve_cache_dir(args.cache_dir), "--cache-dir", write=True)
     dataset = space.dataset.as_dict()
     task = build_task(space.task, dataset, args.data_root, space.baseline.seed)
     baseline, _ = get_baseline(
@@ -352,7 +345,7 @@ def cmd_mlflow_server(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    from search.cluster import check_tracking_uri
+    from analysis.tracking_store import check_tracking_uri
     from search.sync import sync_search
     from search.tune_storage import normalize_storage
 

@@ -15,14 +15,15 @@ import logging
 import os
 import socket
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from analysis.tracking_store import check_tracking_uri
+from search import limits
 from search.env import QUIET_ENV
 from trainables.errors import first_line
+from trainables.paths import check_folder
 
 ADDRESS_HELP = "auto, HOST:PORT (a cluster's GCS) or ray://HOST:PORT (Ray Client)"
 PACKAGES = ("search", "spaces", "trainables", "analysis")
@@ -78,8 +79,10 @@ def runtime_env(cluster: bool) -> dict[str, Any]:
 
 
 def check_address(address: str) -> None:
-    """``--address`` is well formed and answers within a few seconds."""
+    """``--address`` is well formed and answers within a few seconds; ``auto`` must find a
+    running cluster (RAY_ADDRESS, the last ``ray start`` here, or a Ray running here)."""
     if address == "auto":
+        _reachable(find_auto_address(), "auto")
         return
     if address.startswith("ray://"):
         from ray._private.utils import get_ray_client_dependency_error
@@ -87,17 +90,42 @@ def check_address(address: str) -> None:
         if get_ray_client_dependency_error() is not None:
             raise ValueError(f"--address {address} needs Ray Client: pip install "
                              "'ray[client]==2.60.0', or run on the head node with --address auto")
+    _reachable(address, address)
+
+
+def find_auto_address() -> str:
+    """The cluster ``--address auto`` joins, found as Ray finds it; a one-line error naming
+    the option and what to do when there is none."""
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except (ConnectionError, ValueError) as err:
+        reason = first_line(err)
+        if "multiple" not in reason:  # Ray's own words name its CLI's --address flag
+            reason = "none runs here and RAY_ADDRESS is not set"
+        raise ConnectionError(
+            f"--address auto found no Ray cluster to join ({reason}); start one with `ray "
+            "start --head` (or set RAY_ADDRESS=HOST:PORT), or leave out --address to run "
+            "here") from None
+
+
+def _reachable(address: str, given: str) -> None:
+    """``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) is well formed and its port
+    answers; ``given`` is what the user wrote, for the message."""
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--address {address!r} is not a Ray address; allowed: {ADDRESS_HELP}")
+    if ("://" in target or not sep or not host or not port.isdigit()
+            or not 0 < int(port) < 65536 or host.startswith("[") != host.endswith("]")):
+        raise ValueError(f"--address {given!r} is not a Ray address; allowed: {ADDRESS_HELP}")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=3):
             pass
     except OSError as err:
         reason = err.strerror or type(err).__name__
+        found = "" if given == address else f" (found by --address {given})"
         raise ConnectionError(
-            f"cannot reach the Ray cluster at {address} ({reason}); start it (`ray up "
+            f"cannot reach the Ray cluster at {address}{found} ({reason}); start it (`ray up "
             "ray_cluster.yaml` or `ray start --head`), or leave out --address to run here"
         ) from None
 
@@ -108,9 +136,17 @@ def _known_excludes(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Directory %r is now ignored by default")
 
 
-def connect(address: str | None, object_store_bytes: int) -> int:
+class Joined(NamedTuple):
+    """The Ray cluster a search runs on: its GCS address, its alive nodes and CPUs."""
+
+    address: str
+    nodes: int
+    cpus: int
+
+
+def connect(address: str | None, object_store_bytes: int) -> Joined:
     """Join the cluster at ``address`` (None: start Ray on this machine, on 127.0.0.1
-    only); returns the cluster's CPU count."""
+    only)."""
     import ray
     from ray.exceptions import AuthenticationError
 
@@ -130,74 +166,9 @@ def connect(address: str | None, object_store_bytes: int) -> int:
     except (ConnectionError, RuntimeError, TimeoutError) as err:
         reason = first_line(err)
         raise ConnectionError(f"cannot connect to the Ray cluster at {address}: {reason}") from None
-    return int(ray.cluster_resources().get("CPU", 0))
-
-
-def check_tracking_uri(uri: str, option: str = "--tracking-uri") -> None:
-    """The tracking store is usable before anything starts: a scheme MLflow stores runs in,
-    no credentials in the URI, a server answers ``/health``, a SQLite file's folder exists
-    (and the file is not a folder), a database answers; ``option`` names it in errors."""
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        raise ValueError(f"{option} must not carry credentials (user:password@...); set "
-                         "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
-                         "MLFLOW_TRACKING_TOKEN instead")
-    if parts.scheme in ("http", "https"):
-        if not server_healthy(uri):
-            raise ConnectionError(
-                f"MLflow tracking server {uri} is unreachable (no answer from /health); "
-                "start one with `gnn-search mlflow-server` or pass another --tracking-uri")
-    elif parts.scheme == "sqlite":
-        database = uri.removeprefix("sqlite:///")
-        if database and database != ":memory:" and not Path(database).parent.is_dir():
-            raise ValueError(f"{option} {uri}: folder {Path(database).parent} does not "
-                             "exist; allowed: sqlite:////abs/path/mlflow.db in an existing "
-                             "folder, or http://HOST:PORT")
-        if database and Path(database).is_dir():
-            raise ValueError(f"{option} {uri}: {database} is a folder; allowed: "
-                             "sqlite:////abs/path/mlflow.db (a file), or http://HOST:PORT")
-    elif parts.scheme.split("+")[0] in DATABASE_SCHEMES:
-        _check_database(uri, option)
-    else:
-        raise ValueError(f"{option} {uri!r}: scheme {parts.scheme!r} is not a tracking "
-                         f"store MLflow can use here; allowed: {TRACKING_URIS}")
-
-
-# SQLAlchemy databases MLflow keeps runs in (besides SQLite), with the driver's option that
-# bounds the connection attempt in seconds.
-DATABASE_SCHEMES = {"postgresql": "connect_timeout", "mysql": "connect_timeout",
-                    "mssql": "timeout"}
-TRACKING_URIS = ("sqlite:////abs/path/mlflow.db, http(s)://HOST:PORT, or a database "
-                 "(postgresql://, mysql://, mssql://)")
-
-
-def _check_database(uri: str, option: str) -> None:
-    """A database tracking store answers within seconds (not after MLflow's minutes of
-    retries), and its Python driver is installed."""
-    import sqlalchemy
-
-    timeout = {DATABASE_SCHEMES[urlsplit(uri).scheme.split("+")[0]]: 5}
-    try:
-        engine = sqlalchemy.create_engine(uri, connect_args=timeout)
-        with engine.connect():
-            pass
-    except ModuleNotFoundError as err:
-        raise ValueError(f"{option} {urlsplit(uri).scheme}://...: its database driver "
-                         f"is not installed ({first_line(err)}); install it, or use "
-                         f"{TRACKING_URIS}") from None
-    except Exception as err:  # the driver's own connection errors: one line
-        raise ConnectionError(f"{option} {urlsplit(uri).scheme}://...: the database "
-                              f"does not answer ({first_line(err)}); start it, or use "
-                              f"{TRACKING_URIS}") from None
-
-
-def server_healthy(uri: str, timeout: float = 5.0) -> bool:
-    """Whether an MLflow server answers ``GET /health`` with OK."""
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
-            return response.read().decode().strip() == "OK"
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    return Joined(ray.get_runtime_context().gcs_address, nodes,
+                  int(ray.cluster_resources().get("CPU", 0)))
 
 
 def is_loopback(host: str) -> bool:
@@ -207,6 +178,24 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# Where an MLflow server keeps artifacts besides a folder (its artifact repositories).
+ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "abfss", "hdfs", "ftp", "sftp")
+
+
+def check_artifacts_destination(destination: str) -> None:
+    """``--artifacts-destination``: a folder that exists or can be created, and can be
+    written in, or the URI of a store MLflow keeps artifacts in."""
+    scheme = urlsplit(destination).scheme if "://" in destination else ""
+    if scheme and scheme not in ARTIFACT_SCHEMES:
+        raise ValueError(f"--artifacts-destination {destination!r}: scheme {scheme!r} is not "
+                         "an artifact store MLflow serves; allowed: a folder, or "
+                         + ", ".join(f"{s}://" for s in ARTIFACT_SCHEMES))
+    if scheme in ("", "file"):
+        folder = urlsplit(destination).path if scheme else destination
+        check_folder(Path(folder).expanduser().resolve(), "--artifacts-destination",
+                     write=True)
 
 
 def mlflow_server_command(backend_store_uri: str, artifacts_destination: str, host: str,
@@ -225,13 +214,15 @@ def mlflow_server_command(backend_store_uri: str, artifacts_destination: str, ho
 def serve_mlflow(backend_store_uri: str | None, artifacts_destination: str | None, host: str,
                  port: int, workers: int, allowed_hosts: str | None) -> None:
     """Check the settings, then replace this process with the MLflow server."""
-    if not 0 < port < 65536:
-        raise ValueError(f"--port {port} is not a TCP port; allowed: 1..65535")
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+    limits.PORT.check(port)
+    limits.WORKERS.check(workers)
+    if allowed_hosts is not None and not all(h.strip() for h in allowed_hosts.split(",")):
+        raise ValueError(f"--allowed-hosts {allowed_hosts!r} has an empty entry; give hosts "
+                         "separated by commas, e.g. mlflow.lan:5000,10.0.0.5:5000")
     backend = backend_store_uri or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
     check_tracking_uri(backend, "--backend-store-uri")
     artifacts = artifacts_destination or str((Path.cwd() / "mlartifacts").resolve())
+    check_artifacts_destination(artifacts)
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does

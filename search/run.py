@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,8 +29,9 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from analysis.load import default_tracking_uri
-from search import cluster, tune_storage
+from analysis.load import ROLE_TAG, SEARCH_TAG, default_tracking_uri
+from analysis.tracking_store import check_tracking_uri
+from search import cluster, limits, tune_storage
 from search.env import apply_quiet_env
 from search.tracking import (
     MlflowTrialCallback,
@@ -40,12 +41,13 @@ from search.tracking import (
 )
 from search.trial import ERROR_KEY, trial_fn
 from spaces import SearchSpace
-from spaces.samplers import SEED_MAX, make_sampler
+from spaces.samplers import make_sampler
 from trainables.baseline import Baseline, get_baseline, resolve_cache_dir
-from trainables.data import check_folder, resolve_data_root
+from trainables.data import resolve_data_root
 from trainables.deployment import baseline_figures
 from trainables.measure import MeasureSettings
 from trainables.params import validate_config
+from trainables.paths import check_folder
 from trainables.tasks import build_task
 
 OBJECT_STORE_BYTES = 512 * 2**20  # Ray's default takes 30% of RAM; trials share ~20 MB
@@ -79,8 +81,7 @@ class SearchSettings:
 SAVED_SETTINGS = ("name", "trials", "concurrency", "tracking_uri", "seed", "sampler",
                   "warm_start", "paper_grid", "early_stopping", "max_failures",
                   "trial_timeout_s", "data_root", "cache_dir")
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-NAME_MAX = 100  # characters: a path component holds 255 bytes, and Tune appends to the name
+NAME_PATTERN, NAME_MAX = tune_storage.NAME_PATTERN, tune_storage.NAME_MAX
 
 
 @dataclass
@@ -103,10 +104,12 @@ class SearchOutcome:
 def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
     """Bad numbers, names, paths and addresses fail here, before anything starts; a new
     search also needs a name no Tune experiment in the storage has."""
-    if settings.trials < 1:
-        raise ValueError(f"--trials must be >= 1, got {settings.trials}")
-    if settings.concurrency < 1:
-        raise ValueError(f"--concurrency must be >= 1, got {settings.concurrency}")
+    for bound, value in ((limits.TRIALS, settings.trials),
+                         (limits.CONCURRENCY, settings.concurrency), (limits.SEED, settings.seed),
+                         (limits.MAX_FAILURES, settings.max_failures)):
+        bound.check(value)
+    if settings.trial_timeout_s is not None:
+        limits.TRIAL_TIMEOUT.check(settings.trial_timeout_s)
     if not settings.name:
         raise ValueError("--name '' is empty; give a name of letters, digits, '.', '_' and '-', "
                          "or leave out --name for <space>-<date>-<time>")
@@ -116,29 +119,31 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
     if len(settings.name) > NAME_MAX:
         raise ValueError(f"--name {settings.name[:20]}... is {len(settings.name)} characters "
                          f"long; allowed: at most {NAME_MAX}")
-    if not 0 <= settings.seed <= SEED_MAX:
-        raise ValueError(f"--seed {settings.seed} is not allowed; expected an integer in "
-                         f"0..{SEED_MAX}")
-    if settings.max_failures < 0:
-        raise ValueError(f"--max-failures must be >= 0, got {settings.max_failures}")
-    if settings.trial_timeout_s is not None and not 0 < settings.trial_timeout_s < float("inf"):
-        raise ValueError(f"--trial-timeout must be a number of seconds > 0, got "
-                         f"{settings.trial_timeout_s}")
     if settings.address is None and settings.concurrency > (os.cpu_count() or 1):
         raise ValueError(f"--concurrency {settings.concurrency} exceeds this machine's "
                          f"{os.cpu_count()} CPUs; allowed: 1..{os.cpu_count()}")
     settings.storage = tune_storage.normalize_storage(settings.storage)
     if not resuming and tune_storage.exists(settings.storage, settings.name):
-        raise ValueError(
-            f"a Tune experiment named {settings.name!r} already exists in {settings.storage}; "
-            f"choose another --name, or continue it with --resume {settings.name}"
-        )
+        _refuse_existing_storage(settings)
     if settings.address is not None:
         cluster.check_address(settings.address)
     check_folder(resolve_data_root(settings.data_root), "--data-root")
-    check_folder(resolve_cache_dir(settings.cache_dir), "--cache-dir")
-    cluster.check_tracking_uri(settings.tracking_uri)
+    check_folder(resolve_cache_dir(settings.cache_dir), "--cache-dir", write=True)
+    check_tracking_uri(settings.tracking_uri)
     tune_storage.check_writable(settings.storage)  # the first thing written: after every check
+
+
+def _refuse_existing_storage(settings: SearchSettings) -> None:
+    """A new search's name is taken in the storage: continue it, or (when it never started a
+    trial, its start killed) remove it."""
+    folder = tune_storage.experiment_path(str(settings.storage), settings.name)
+    if not tune_storage.has_trials(str(settings.storage), settings.name):
+        raise ValueError(f"a Tune experiment named {settings.name!r} in {settings.storage} "
+                         f"never started a trial (its start failed or was killed); remove "
+                         f"{folder} to run it again, or choose another --name")
+    raise ValueError(
+        f"a Tune experiment named {settings.name!r} already exists in {settings.storage}; "
+        f"choose another --name, or continue it with --resume {settings.name}")
 
 
 PAPER_PRUNING = ("global", "fine_grained", "regularization")
@@ -181,15 +186,20 @@ def prepare(space: SearchSpace, settings: SearchSettings):
 
 
 def _init_ray(settings: SearchSettings) -> int:
-    """Start or join Ray; returns the cluster's CPU count."""
+    """Start or join Ray (saying on stderr which cluster it joined); returns the cluster's
+    CPU count."""
     apply_quiet_env()
-    cpus = cluster.connect(settings.address, OBJECT_STORE_BYTES)
-    if settings.concurrency > cpus:
+    joined = cluster.connect(settings.address, OBJECT_STORE_BYTES)
+    if settings.concurrency > joined.cpus:
         raise ValueError(
-            f"--concurrency {settings.concurrency} exceeds the cluster's {cpus} CPUs "
-            "(each trial needs at least one); allowed: 1.." + str(cpus)
+            f"--concurrency {settings.concurrency} exceeds the cluster's {joined.cpus} CPUs "
+            "(each trial needs at least one); allowed: 1.." + str(joined.cpus)
         )
-    return cpus
+    if settings.address:
+        print(f"joined the Ray cluster at {joined.address} (--address {settings.address}): "
+              f"{joined.nodes} node{'s' * (joined.nodes != 1)}, {joined.cpus} CPUs",
+              file=sys.stderr, flush=True)
+    return joined.cpus
 
 
 def _grid(space: SearchSpace, settings: SearchSettings) -> list[dict[str, Any]] | None:
@@ -246,30 +256,70 @@ def _started(space: SearchSpace, settings: SearchSettings,
 
 
 def run_search(space: SearchSpace, settings: SearchSettings) -> SearchOutcome:
-    """Run a new search to completion; every trial ends up as a child run in MLflow."""
+    """Run a new search to completion; every trial ends up as a child run in MLflow. A start
+    that fails (or is interrupted) before any trial started leaves nothing behind: the same
+    --name runs again (:func:`_undo_start`)."""
     check_settings(settings)
     client = MlflowClient(settings.tracking_uri)
     _check_new_experiment(client, settings)
     with _started(space, settings) as started:
-        search_run = _open_search_run(client, space, settings, started)
-        return _run_new(space, settings, started, search_run)
+        experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
+        try:
+            search_run = _open_search_run(client, experiment_id, space, settings, started)
+            return _run_new(space, settings, started, search_run)
+        except BaseException:
+            _undo_start(client, experiment_id, settings)
+            raise
 
 
 def _check_new_experiment(client: MlflowClient, settings: SearchSettings) -> None:
-    """A new search needs a name no MLflow experiment with runs has."""
+    """A new search needs a name no MLflow experiment with runs has (nor a deleted one,
+    which MLflow keeps until it is purged); a search that never started a trial is named
+    with the way to clear it."""
     existing = client.get_experiment_by_name(settings.name)
-    if existing is not None and client.search_runs([existing.experiment_id], max_results=1):
-        raise ValueError(f"an MLflow experiment named {settings.name!r} already exists in "
-                         f"{settings.tracking_uri} with runs; choose another --name, or "
-                         f"continue it with --resume {settings.name}")
+    if existing is None:
+        return
+    if existing.lifecycle_stage == "deleted":
+        raise ValueError(f"MLflow experiment {settings.name!r} is deleted in "
+                         f"{settings.tracking_uri}; restore it (mlflow experiments restore "
+                         f"--experiment-id {existing.experiment_id}) or choose another --name")
+    runs = client.search_runs([existing.experiment_id], max_results=100)
+    if not runs:
+        return
+    if all(r.data.tags.get(ROLE_TAG) == "search" for r in runs) and not (
+            tune_storage.has_trials(str(settings.storage), settings.name)):
+        ids = " ".join(r.info.run_id for r in runs)
+        raise ValueError(f"MLflow experiment {settings.name!r} in {settings.tracking_uri} holds "
+                         "only the parent run of a search that never started a trial (its "
+                         "start failed or was killed); delete "
+                         f"it (MLFLOW_TRACKING_URI={settings.tracking_uri} mlflow runs delete "
+                         f"--run-id {ids}) to run it again, or choose another --name")
+    raise ValueError(f"an MLflow experiment named {settings.name!r} already exists in "
+                     f"{settings.tracking_uri} with runs; choose another --name, or "
+                     f"continue it with --resume {settings.name}")
 
 
-def _open_search_run(client: MlflowClient, space: SearchSpace, settings: SearchSettings,
-                     started: _Started) -> SearchRun:
+def _undo_start(client: MlflowClient, experiment_id: str, settings: SearchSettings) -> None:
+    """After a failed start with no trial started: delete the parent run(s) this start
+    created (the experiment had no run before it) and ``<storage>/<name>`` (which did not
+    exist before it). A search with a trial is kept for --resume. Best effort: what is left
+    (MLflow away) is named, with how to clear it, when the name is used again."""
+    try:
+        if tune_storage.has_trials(str(settings.storage), settings.name):
+            return
+        for run in client.search_runs([experiment_id], f"tags.`{SEARCH_TAG}` = "
+                                      f"'{settings.name}'", max_results=100):
+            client.delete_run(run.info.run_id)
+        tune_storage.remove(str(settings.storage), settings.name)
+    except Exception:  # the start's own error is the one to show
+        pass
+
+
+def _open_search_run(client: MlflowClient, experiment_id: str, space: SearchSpace,
+                     settings: SearchSettings, started: _Started) -> SearchRun:
     """The search's parent run: its settings as params, the baseline's metrics, the space
     file and the FP32 model(s) every trial starts from as artifacts."""
     baseline = started.baseline
-    experiment_id = open_experiment(client, settings.name, _artifact_root(settings))
     search_run = SearchRun(
         client, experiment_id, settings.name,
         params={
@@ -430,9 +480,7 @@ def load_saved(name: str, storage_location: str | Path) -> tuple[SearchSpace, Se
     from spaces import load_space
 
     location = tune_storage.normalize_storage(storage_location)
-    if not NAME_PATTERN.fullmatch(name or ""):
-        raise ValueError(f"search name {name!r} is not allowed; use letters, digits, '.', '_' "
-                         "and '-'")
+    tune_storage.check_name(name)
     if not tune_storage.exists(location, name, tune_storage.SEARCH_FILE):
         raise ValueError(f"no search named {name!r} in {location} (no {tune_storage.SEARCH_FILE}); "
                          "pass the --storage it ran with")

@@ -152,6 +152,7 @@ def sync_search(name: str, storage_location: str, tracking_uri: str | None = Non
     is reported in ``error``, never raised: Tune's storage keeps everything."""
     from ray.tune import ExperimentAnalysis
 
+    tune_storage.check_name(name)
     location = tune_storage.normalize_storage(storage_location)
     if not tune_storage.exists(location, name):
         raise ValueError(f"no search named {name!r} in {location}; pass the --storage it ran "

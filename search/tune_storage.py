@@ -11,16 +11,30 @@ be reachable from every node: a shared filesystem (NFS) path or a URI such as
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
 import pyarrow.fs
 
 from trainables.errors import first_line
+from trainables.paths import check_length
 
 SEARCH_FILE = "gnn_search.json"  # the search's settings, read by --resume and sync
 SPACE_FILE = "space.yaml"  # the space file the search started with
 URI_SCHEMES = "file://, s3://, gs://, hdfs://, abfs://"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a search's name: one folder's
+NAME_MAX = 100  # characters: a path component holds 255 bytes, and Tune appends to the name
+
+
+def check_name(name: str) -> None:
+    """The name of an existing search (``--resume``, ``sync``) before any path is made of it."""
+    if not NAME_PATTERN.fullmatch(name or ""):
+        raise ValueError(f"search name {name!r} is not allowed; use letters, digits, '.', '_' "
+                         "and '-' (the --name it ran with)")
+    if len(name) > NAME_MAX:
+        raise ValueError(f"search name {name[:20]}... is {len(name)} characters long; allowed: "
+                         f"at most {NAME_MAX} (the --name it ran with)")
 
 
 def is_uri(storage: str | os.PathLike) -> bool:
@@ -33,6 +47,7 @@ def normalize_storage(storage: str | os.PathLike) -> str:
     if not text.strip():
         raise ValueError("--storage is empty; give a folder or a URI such as s3://bucket/prefix")
     if not is_uri(text):
+        check_length(text, "--storage")
         return str(Path(text).expanduser().resolve())
     try:
         pyarrow.fs.FileSystem.from_uri(text)
@@ -74,6 +89,20 @@ def exists(storage: str, *parts: str) -> bool:
     fs, path = filesystem(storage)
     target = "/".join([path.rstrip("/"), *parts])
     return fs.get_file_info(target).type != pyarrow.fs.FileType.NotFound
+
+
+def has_trials(storage: str, name: str) -> bool:
+    """Whether search ``name`` started a trial (Tune made its folder, ``trial_<id>``)."""
+    fs, path = filesystem(storage)
+    selector = pyarrow.fs.FileSelector(experiment_path(path, name), allow_not_found=True)
+    return any(info.base_name.startswith("trial_") for info in fs.get_file_info(selector))
+
+
+def remove(storage: str, name: str) -> None:
+    """Delete ``<storage>/<name>`` and everything in it (a search that never started)."""
+    fs, path = filesystem(storage)
+    if exists(storage, name):
+        fs.delete_dir(experiment_path(path, name))
 
 
 def write_text(storage: str, name: str, filename: str, text: str) -> None:

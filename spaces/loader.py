@@ -12,24 +12,28 @@ import difflib
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from spaces.samplers import DEFAULT_SAMPLER, SAMPLERS, SEED_MAX
 from trainables.data import LOADERS
-from trainables.errors import first_line
+from trainables.errors import first_line, shown
 from trainables.metrics import OBJECTIVE_METRICS
 from trainables.models import MODELS, build_model
 from trainables.params import PARAMS, check_fit, is_active, validate_config
+from trainables.paths import check_length
 from trainables.tasks import TASKS, TaskSpec
 
 BUNDLED_DIR = Path(__file__).parent
@@ -52,12 +56,29 @@ def _culprit(model: str, kwargs: dict[str, Any]) -> str:
         try:
             build_model(model, 4, 2, **{key: value})
         except (RuntimeError, ValueError, TypeError):
-            return f"{key}={value!r}"
-    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            return f"{key}={shown(value)}"
+    return ", ".join(f"{k}={shown(v)}" for k, v in kwargs.items())
+
+
+def _not_bool(kind: str):
+    """A validator refusing YAML's ``true``/``false`` where a ``kind`` of number is expected
+    (pydantic would read ``true`` as 1)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(f"bool_not_{kind}", "a number is expected")
+        return value
+
+    return BeforeValidator(check)
+
+
+Whole = Annotated[int, _not_bool("whole")]
+Number = Annotated[float, _not_bool("number")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # unknown keys are errors; .nan and .inf are no settings (a nan range, an inf weight decay)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DatasetSpec(_Strict):
@@ -66,16 +87,16 @@ class DatasetSpec(_Strict):
     loader: str
     name: str
     split: str | None = None  # default: the task's first (its TaskSpec's splits)
-    num_val: int | None = Field(None, ge=1)  # node classification, random split
-    num_test: int | None = Field(None, ge=1)
-    val_ratio: float | None = Field(None, gt=0, lt=1)  # link prediction, graph classification
-    test_ratio: float | None = Field(None, gt=0, lt=1)
-    folds: int | None = Field(None, ge=2, le=100)  # graph classification, split: kfold
+    num_val: Whole | None = Field(None, ge=1)  # node classification, random split
+    num_test: Whole | None = Field(None, ge=1)
+    val_ratio: Number | None = Field(None, gt=0, lt=1)  # link prediction, graph classification
+    test_ratio: Number | None = Field(None, gt=0, lt=1)
+    folds: Whole | None = Field(None, ge=2, le=100)  # graph classification, split: kfold
     metric: Literal["acc", "roc_auc"] | None = None  # graph classification: what val_ scores
-    batch_size: int | None = Field(None, ge=1)  # graph classification
-    subgraphs: int | None = Field(None, ge=1, le=64)  # link prediction: NESS static subgraphs
-    normalize_features: bool | None = None  # link prediction: rows of x sum to 1
-    node_attributes: bool | None = None  # graph classification (tu): continuous attributes too
+    batch_size: Whole | None = Field(None, ge=1)  # graph classification
+    subgraphs: Whole | None = Field(None, ge=1, le=64)  # link prediction: NESS static subgraphs
+    normalize_features: StrictBool | None = None  # link prediction: rows of x sum to 1
+    node_attributes: StrictBool | None = None  # graph classification (tu): attributes too
 
     def as_dict(self) -> dict[str, Any]:
         """The settings given (unset ones left out, so they do not enter cache keys)."""
@@ -98,17 +119,17 @@ class ModelSpec(_Strict):
 
 
 class BaselineSpec(_Strict):
-    epochs: int = Field(200, ge=1)
-    lr: float = Field(0.01, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    seed: int = Field(0, ge=0, le=SEED_MAX)
+    epochs: Whole = Field(200, ge=1)
+    lr: Number = Field(0.01, gt=0)
+    weight_decay: Number = Field(5e-4, ge=0)
+    seed: Whole = Field(0, ge=0, le=SEED_MAX)
 
 
 class RangeSpec(_Strict):
-    low: float
-    high: float
-    log: bool = False
-    default: float | None = None
+    low: Number
+    high: Number
+    log: StrictBool = False
+    default: Number | None = None
 
 
 class SearchSpace(_Strict):
@@ -120,7 +141,7 @@ class SearchSpace(_Strict):
     baseline: BaselineSpec = BaselineSpec()
     objectives: dict[str, Literal["max", "min"]]
     sampler: str = DEFAULT_SAMPLER
-    space: dict[str, list[Any] | RangeSpec | str | int | float]
+    space: dict[str, list[Any] | RangeSpec | bool | str | int | float]  # bool: kept as written
     warm_start: list[dict[str, Any]] = []  # known-good points, evaluated first
     source: str = ""
 
@@ -176,7 +197,8 @@ class SearchSpace(_Strict):
             else:
                 param.check(key, entry)
         if not any(isinstance(e, (list, RangeSpec)) for e in v.values()):
-            fixed = ", ".join(f"{k}={e}" for k, e in v.items())
+            fixed = ", ".join(f"{k}={e if isinstance(e, str) else shown(e)}"
+                              for k, e in v.items())
             raise ValueError(f"nothing to search: every parameter is fixed ({fixed}); give at "
                              "least one a list of choices or a {low, high} range")
         return v
@@ -184,8 +206,12 @@ class SearchSpace(_Strict):
     @model_validator(mode="after")
     def _valid_points(self) -> SearchSpace:
         """Warm-start points must lie inside the space: listed choices, ranges, fixed values."""
-        for point in self.warm_start:
-            for key, value in validate_config(point).items():
+        for i, point in enumerate(self.warm_start):
+            try:
+                checked = validate_config(point)
+            except ValueError as err:
+                raise ValueError(f"warm_start[{i}]: {err}") from None
+            for key, value in checked.items():
                 entry = self.space.get(key)
                 value_ok = (
                     entry is None
@@ -195,8 +221,8 @@ class SearchSpace(_Strict):
                 )
                 if not value_ok:
                     allowed = (f"[{entry.low}, {entry.high}]" if isinstance(entry, RangeSpec)
-                               else entry)
-                    raise ValueError(f"warm_start: {key}={value!r} is outside the space; "
+                               else shown(entry))
+                    raise ValueError(f"warm_start: {key}={shown(value)} is outside the space; "
                                      f"allowed: {allowed}")
         return self
 
@@ -368,9 +394,16 @@ def bundled_spaces() -> dict[str, Path]:
 
 def resolve_space_path(space: str | os.PathLike) -> Path:
     """A path to a space file, or the name of a bundled one (``cora_node``)."""
+    try:
+        check_length(space, "--space")
+    except ValueError as err:
+        raise SpaceError(str(err)) from None
     path = Path(space).expanduser()
     if path.is_file():
         return path.resolve()
+    if path.is_dir():
+        raise SpaceError(f"space file {str(space)!r} is a folder; give a YAML space file in it, "
+                         "or the name of a bundled one")
     bundled = bundled_spaces()
     if str(space) in bundled:
         return bundled[str(space)]
@@ -489,6 +522,8 @@ def _expected(error: dict[str, Any], where: str) -> str:
         "int_type": "expected a whole number", "int_parsing": "expected a whole number",
         "int_from_float": "expected a whole number",
         "float_type": "expected a number", "float_parsing": "expected a number",
+        "finite_number": "expected a finite number", "bool_not_number": "expected a number",
+        "bool_not_whole": "expected a whole number",
         "bool_type": "expected true or false", "bool_parsing": "expected true or false",
         "string_type": "expected a name (text)",
     }.get(kind, error["msg"].replace("Input should be", "expected"))
@@ -521,7 +556,7 @@ def _format_error(path: Path, err: ValidationError) -> str:
             first, loc = inside[0], ("space", loc[1], *inside[0]["loc"][3:])
         else:
             return (f"{path}: space.{loc[1]}: expected a list of choices, a {{low, high}} "
-                    f"range or a single value, got {entry!r}")
+                    f"range or a single value, got {shown(entry)}")
     where = _where(loc)
     if first["type"] == "value_error":
         msg = first["msg"].removeprefix("Value error, ")
@@ -533,9 +568,9 @@ def _format_error(path: Path, err: ValidationError) -> str:
     else:
         msg = _expected(first, where)
     value = first.get("input")
-    shown = "" if isinstance(value, dict) and first["type"] == "value_error" else (
-        f" (got {value!r})")
-    return f"{path}: {where + ': ' if where else ''}{msg}{shown}"
+    got = "" if isinstance(value, dict) and first["type"] == "value_error" else (
+        f" (got {shown(value)})")
+    return f"{path}: {where + ': ' if where else ''}{msg}{got}"
 
 
 def load_space(space: str | os.PathLike) -> SearchSpace:

@@ -63,7 +63,8 @@ CASES = {
                                             "finetune.lr: 0.01}\n", VALID)),
     "test-objective": Case(run(), "'test_acc' cannot be an objective", "allowed: val_acc,",
                            space=VALID.replace("val_acc: max", "test_acc: max")),
-    "negative-trials": Case(run("--trials", "-3"), "got -3", "--trials must be >= 1"),
+    "negative-trials": Case(run("--trials", "-3"), "argument --trials: '-3' is not allowed",
+                            "expected an integer in 1..100000"),
     "concurrency-above-cpus": Case(run("--concurrency", "64"),
                                    "--concurrency 64 exceeds this machine's", "allowed: 1.."),
     "bad-name": Case(run("--name", "a/b"), "--name 'a/b' is not allowed",
@@ -71,6 +72,9 @@ CASES = {
     "malformed-address": Case(run("--address", "nowhere"),
                               "--address 'nowhere' is not a Ray address",
                               "allowed: auto, HOST:PORT"),
+    "address-auto-none": Case(run("--address", "auto"),
+                              "--address auto found no Ray cluster to join",
+                              "start one with `ray start --head`"),
     "unreachable-cluster": Case(run("--address", "127.0.0.1:{port}"),
                                 "cannot reach the Ray cluster at 127.0.0.1:",
                                 "start it (`ray up ray_cluster.yaml` or `ray start --head`)"),
@@ -97,11 +101,12 @@ CASES = {
     "tracking-credentials": Case(run("--tracking-uri", "http://me:secret@127.0.0.1:{port}"),
                                  "--tracking-uri must not carry credentials",
                                  "set MLFLOW_TRACKING_USERNAME/"),
-    "trial-timeout": Case(run("--trial-timeout", "0"), "got 0.0",
-                          "--trial-timeout must be a number of seconds > 0"),
-    "max-failures": Case(run("--max-failures", "-1"), "got -1", "--max-failures must be >= 0"),
-    "latency-threads": Case(run("--latency-threads", "0"), "got 0",
-                            "latency threads (--latency-threads) must be >= 1"),
+    "trial-timeout": Case(run("--trial-timeout", "0"), "argument --trial-timeout: '0' is not "
+                          "allowed", "expected a number of seconds in (0, 2592000]"),
+    "max-failures": Case(run("--max-failures", "-1"), "argument --max-failures: '-1' is not "
+                         "allowed", "expected an integer in 0..100"),
+    "latency-threads": Case(run("--latency-threads", "0"), "argument --latency-threads: '0' is "
+                            "not allowed", "expected an integer in 1..1024"),
     "missing-dataset": Case(run("--data-root", "{tmp}/empty"), "dataset 'Cora' is not in",
                             "Put its raw files there (ind.cora.x,"),
     "corrupted-baseline": Case(run("--cache-dir", "{tmp}/bad-cache"),
@@ -120,7 +125,8 @@ CASES = {
                             "file:///srv/mlruns"], "--backend-store-uri 'file:///srv/mlruns': "
                            "scheme 'file' is not a tracking store", "allowed: sqlite:///"),
     "server-port": Case(["mlflow-server", "--port", "70000"],
-                        "--port 70000 is not a TCP port", "allowed: 1..65535"),
+                        "argument --port: '70000' is not allowed", "expected an integer in "
+                        "1..65535"),
     "server-port-busy": Case(["mlflow-server", "--port", "{busy}"], "cannot listen on "
                              "127.0.0.1:", "pick another --port (or --host)"),
     "sync-unknown": Case(["sync", "nope", "--storage", "{storage}"], "no search named 'nope'",
@@ -134,7 +140,7 @@ CASES = {
     "misspelt-key": Case(run(), "unknown key 'objective'", "did you mean 'objectives'?",
                          space=VALID.replace("objectives:", "objective:")),
     "space-entry-type": Case(run(), "space.prune.method: expected a list of choices",
-                             "a {low, high} range or a single value, got None",
+                             "a {low, high} range or a single value, got null",
                              space=VALID.replace("[global, none]", "")),
     "dataset-option": Case(run(), "dataset.val_ratio does not apply to task "
                            "'node_classification'", "allowed: loader, name, split, num_val, "
@@ -147,8 +153,8 @@ CASES = {
                                  "{uri}", "--objectives", "val_acc:max,val_acc:min"],
                                 "objective 'val_acc' is given both max and min",
                                 "give each metric once"),
-    "empty-name": Case(run("--name", ""), "--name '' is empty",
-                       "give a name of letters, digits, '.', '_' and '-'"),
+    "empty-name": Case(run("--name", ""), "argument --name: '' is empty",
+                       "give a value, or leave out --name"),
     "long-name": Case(run("--name", "a" * 120), "is 120 characters long",
                       "allowed: at most 100"),
     "seed-range": Case(run("--seed", "-1"), "argument --seed: '-1' is not allowed",
@@ -158,7 +164,8 @@ CASES = {
                              "choose another path or remove it"),
     "out-is-a-file": Case(["report", "--experiment", "existing", "--out", "{tmp}/a-file",
                            "--tracking-uri", "{uri}", "--no-log"], "a-file is a file",
-                          "give a folder (it is created if missing)"),
+                          "give a folder (it is created if missing, in a "
+                          "folder that exists)"),
     "out-is-a-folder": Case(["pareto", "--experiment", "existing", "--out", "{tmp}",
                              "--tracking-uri", "{uri}"], "is a folder",
                             "give a file name, e.g."),
@@ -168,6 +175,66 @@ CASES = {
     "out-unwritable": Case(["pareto", "--experiment", "existing", "--out", "/proc/front.csv",
                             "--tracking-uri", "{uri}"], "--out /proc/front.csv is not writable",
                            "choose another path"),
+    # classes tests/test_bad_input_property.py found (a traceback, exit 1, work first, a
+    # value silently replaced or coerced, a message in Python's words)
+    "number-not-finite": Case(run("--energy-window", "nan"), "argument --energy-window: "
+                              "'nan' is not allowed", "expected a number of seconds in "
+                              "[0, 3600]"),
+    "empty-value": Case(["pareto", "--experiment", "existing", "--tracking-uri", ""],
+                        "argument --tracking-uri: '' is empty",
+                        "give a value, or leave out --tracking-uri"),
+    "name-too-long": Case(["pareto", "--experiment", "existing", "--tracking-uri", "{uri}",
+                           "--out", "{tmp}/" + "x" * 300], "the name xxxxxxxxxxxxxxxxxxxx... "
+                          "is 300 bytes long", "allowed: at most 255 bytes per name"),
+    "tracking-not-a-database": Case(run("--tracking-uri", "sqlite:///{tmp}/a-file"),
+                                    "a-file is not an SQLite database",
+                                    "give the search's mlflow.db, or the name of a new file"),
+    "analysis-tracking-uri": Case(["pareto", "--experiment", "existing", "--tracking-uri",
+                                   "file:///{tmp}/mlruns"], "scheme 'file' is not a tracking "
+                                  "store MLflow can use here", "allowed: sqlite:////abs/path/"),
+    "tracking-uri-malformed": Case(run("--tracking-uri", "http://127.0.0.1:99999"),
+                                   "'http://127.0.0.1:99999' is not a URI (Port out of range",
+                                   "allowed: sqlite:////abs/path/mlflow.db"),
+    "cache-dir-unwritable": Case(run("--cache-dir", "/proc/gnn-search-cache"),
+                                 "--cache-dir /proc/gnn-search-cache is not writable",
+                                 "choose another path"),
+    "artifacts-destination": Case(["mlflow-server", "--port", "{port}",
+                                   "--artifacts-destination", "{tmp}/a-file"],
+                                  "a-file is a file, not a folder", "give a folder"),
+    "allowed-hosts": Case(["mlflow-server", "--port", "{port}", "--allowed-hosts",
+                           "mlflow.lan:5000,"], "--allowed-hosts 'mlflow.lan:5000,' has an "
+                          "empty entry", "give hosts separated by commas"),
+    "out-missing-parent": Case(["report", "--experiment", "existing", "--out",
+                                "{tmp}/nowhere/report", "--tracking-uri", "{uri}", "--no-log"],
+                               "/nowhere does not exist", "create it or choose another path"),
+    "search-name": Case(["sync", "../existing", "--storage", "{storage}"],
+                        "search name '../existing' is not allowed",
+                        "use letters, digits, '.', '_' and '-'"),
+    "constraint-metric": Case(["report", "--experiment", "existing", "--out", "{tmp}/r",
+                               "--tracking-uri", "{uri}", "--no-log", "--constraint",
+                               "nope>=1"], "unknown metric 'nope' in constraint 'nope>=1'",
+                              "available: "),
+    "constraint-not-finite": Case(["pareto", "--experiment", "existing", "--tracking-uri",
+                                   "{uri}", "--constraint", "val_acc<=1e999"],
+                                  "'1e999' is not a finite number", "expected e.g. "),
+    "address-url": Case(run("--address", "http://127.0.0.1:8265"),
+                        "--address 'http://127.0.0.1:8265' is not a Ray address",
+                        "allowed: auto, HOST:PORT"),
+    "space-value-as-written": Case(run(), "prune.method=true is not allowed",
+                                   "expected one of none, global,",
+                                   space=VALID.replace("[global, none]", "true")),
+    "space-bool-number": Case(run(), "dataset.num_val: expected a whole number (got true)",
+                              "expected a whole number",
+                              space=VALID.replace("num_val: 500", "num_val: true")),
+    "space-not-finite": Case(run(), "baseline.weight_decay: expected a finite number "
+                             "(got .inf)", "expected a finite number",
+                             space=VALID.replace("weight_decay: 5.0e-4", "weight_decay: .inf")),
+    "space-is-a-folder": Case(run("--space", "{tmp}/empty"), "/empty' is a folder",
+                              "give a YAML space file in it"),
+    "deleted-experiment": Case(run("--name", "gone"), "MLflow experiment 'gone' is deleted",
+                               "restore it (mlflow experiments restore --experiment-id"),
+    "never-started": Case(run("--name", "halfway"), "holds only the parent run of a search "
+                          "that never started a trial", "mlflow runs delete --run-id"),
     "run-id-ambiguous": Case(["export", "--run-id", "{ambiguous}", "--out", "{tmp}/m.gnnz",
                               "--tracking-uri", "{uri}"], "is ambiguous: ",
                              "trials match ("),
@@ -217,6 +284,9 @@ def existing(tmp_path_factory, data_root, cache_dir):
     client.log_artifact(run.info.run_id, str(tmp / "model.gnnz"), "model")
     client.set_terminated(run.info.run_id, "FINISHED")
     _infer_files(tmp, storage)
+    client.delete_experiment(client.create_experiment("gone"))  # deleted, not purged
+    client.create_run(client.create_experiment("halfway"),  # a killed start's parent run
+                      tags={"gnn_search.role": "search", "gnn_search.search": "halfway"})
     return {"tmp": tmp, "storage": storage, "uri": uri, "space": space,
             "corrupt_run": run.info.run_id, "ambiguous": _ambiguous_prefix(client),
             "data_root": data_root}
@@ -278,6 +348,12 @@ def test_bad_input_is_one_line_and_changes_nothing(key, existing, capsys, monkey
     # nothing may be downloaded in these tests: a missing dataset must stay missing
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    # --address auto finds no cluster, whatever else runs on this machine
+    import ray._private.services as services
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: frozenset())
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
     space = tmp / f"{key}.yaml"
     if isinstance(case.space, bytes):
         space.write_bytes(case.space)

@@ -154,15 +154,16 @@ def test_empty_or_long_name_is_refused_before_anything(name, tmp_path, capsys, m
     monkeypatch.chdir(tmp_path)
     err = _error(["run", "--name", name, "--storage", str(tmp_path / "ray"), "--tracking-uri",
                   f"sqlite:///{tmp_path / 'mlflow.db'}"], capsys)
-    assert ("--name '' is empty" if not name else "is 101 characters long; allowed: at most "
-            "100") in err
+    assert ("argument --name: '' is empty" if not name else "is 101 characters long; allowed: "
+            "at most 100") in err
     assert list(tmp_path.iterdir()) == [], "no storage, no tracking store"
 
 
 def test_a_name_of_100_characters_is_allowed():
     from search.run import SearchSettings, check_settings
 
-    with pytest.raises(ValueError, match="--trials must be >= 1"):  # the name passed
+    with pytest.raises(ValueError, match="--trials 0 is not allowed; expected an integer in "
+                                         "1..100000"):  # the name passed
         check_settings(SearchSettings(name="a" * 100, trials=0))
     with pytest.raises(ValueError, match=r"--seed -1 is not allowed; expected an integer in "
                                          r"0\.\.4294967295"):

@@ -196,6 +196,9 @@ def test_search_runs_on_both_nodes(cluster, tmp_path, data_root, cache_dir):
                    "--tracking-uri", uri, *fh.FAST], tmp_path, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "4 trials finished, 0 failed" in proc.stdout
+    # it says which cluster auto found, in one line
+    assert (f"joined the Ray cluster at {cluster.address} (--address auto): 2 nodes, 2 CPUs"
+            in proc.stderr.splitlines()), proc.stderr[-3000:]
     runs = fh.trial_runs(uri, "both")
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     nodes = {r.data.tags["gnn_search.node_id"] for r in runs}

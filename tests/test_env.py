@@ -52,7 +52,7 @@ def test_cli_reaches_a_loopback_server_behind_a_dead_proxy():
     env.update(http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, HTTP_PROXY=DEAD_PROXY,
                HTTPS_PROXY=DEAD_PROXY)
     probe = ("import sys, requests\n"
-             "from search.cluster import server_healthy\n"
+             "from analysis.tracking_store import server_healthy\n"
              "url = sys.argv[1]\n"
              "before = server_healthy(url, timeout=2)\n"
              "from search.env import apply_quiet_env\n"

@@ -181,6 +181,7 @@ def test_export_reproduces_the_trial(search, cora_task):
     _, _, children = _children(search)
     child = children[0]
     out = tmp / "exported" / "model.gnnz"
+    out.parent.mkdir()  # --out's folder must exist (it is never created)
     proc = _cli(["export", "--run-id", child.info.run_id, "--out", str(out), "--tracking-uri",
                  uri], tmp, env)
     assert proc.returncode == 0, proc.stderr

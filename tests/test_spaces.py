@@ -126,7 +126,7 @@ space: {prune.method: global, finetune.lr: 0.01}
     (VALID + "source: x.yaml\n", "unknown key 'source'; allowed: task, dataset"),
     # what is expected at a key, in this project's words
     (VALID.replace("[global, none]", ""), r"space.prune.method: expected a list of choices, "
-     r"a \{low, high\} range or a single value, got None"),
+     r"a \{low, high\} range or a single value, got null"),
     (VALID.replace("space:\n", "space: [prune.method]\nx:\n"), "unknown key 'x'"),
     (VALID.replace("space:\n", "space: [prune.method]\nwarm_start:\n"),
      r"space: expected a mapping such as \{prune.method: \[global, none\]"),

@@ -77,15 +77,6 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
-def check_folder(path: Path, option: str) -> Path:
-    """``path`` can be a folder: neither it nor any folder above it is a file (else a
-    one-line error naming ``option``, the path and the file in the way)."""
-    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise ValueError(f"{option} {path}: {blocking} is a file, not a folder; give a folder")
-    return path
-
-
 @dataclass(frozen=True)
 class DatasetLoader:
     """How to build one kind of PyG dataset and which raw files it needs."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 def first_line(err: BaseException, with_type: bool = False, limit: int | None = None) -> str:
     """The first non-empty line of ``err``'s message (its type's name when it has none);
@@ -21,3 +24,20 @@ def last_line(error: BaseException | str | None, default: str = "unknown error",
     text = str(error or "").strip()
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1][:limit] if lines else default
+
+
+def shown(value: Any) -> str:
+    """A value as a YAML file writes it, for messages about a space file or a setting:
+    ``true``, ``null``, ``.nan``, ``[4, 8]``, ``{low: 0.3}``; text quoted (``'global'``).
+    Python's spelling (``True``, ``None``, ``nan``) is not what the user wrote."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {shown(v)}" for k, v in value.items()) + "}"
+    return repr(value)

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from trainables.errors import shown
 from trainables.param_defaults import DEFAULTS
 from trainables.pruning import PENALTIES, PRUNERS
 from trainables.pruning import SCHEDULES as PRUNE_SCHEDULES
@@ -39,7 +40,7 @@ class Param:
 
     def check(self, key: str, value: Any) -> Any:
         """``value`` converted to this parameter's type, or a ValueError naming key and range."""
-        bad = ValueError(f"{key}={value!r} is not allowed; expected {self.allowed()}")
+        bad = ValueError(f"{key}={shown(value)} is not allowed; expected {self.allowed()}")
         if self.kind == "choice":
             for choice in self.choices:
                 if value == choice or str(value) == str(choice):
