@@ -171,7 +171,8 @@ def deploy_rows(task, baseline, files: dict[str, Path], threads: int, replan: bo
     rows = []
     reference_mb = None
     for name, path in files.items():
-        deployed, _ = load_deployed(path, task, replan=replan, threads=threads)
+        deployed, _ = load_deployed(path, task, replan=replan,
+                                    settings=MeasureSettings(threads=threads))  # full effort
         eager, _ = load_compressed(path)
         metrics, tags = inference_figures(task, deployed, eager, replace(ONCE, threads=threads))
         rows.append(Row(name, deployed, tags["latency_kernel"], metrics["infer_peak_mb"]))

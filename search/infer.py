@@ -127,10 +127,10 @@ def infer(model: str, space: str | None, data_root: str | None,
     task = build_test_task(source, meta, data_root)
     check_sizes(meta, task, source, model)
     planned = isinstance((meta.get("runtime_plan") or {}).get("layers"), dict)
-    deployed, _ = deployment.load_deployed(model, task, threads=threads)
+    settings = MeasureSettings(threads=threads, energy_window_s=0.0)  # no energy: quick
+    deployed, _ = deployment.load_deployed(model, task, settings=settings)
     scores = task.evaluate(deployed)
     reference, _ = load_compressed(model)
-    settings = MeasureSettings(threads=threads, energy_window_s=0.0)  # no energy: quick
     figures, tags = deployment.inference_figures(task, deployed, reference, settings)
     result: dict[str, Any] = {
         "model_file": str(model), "space": source.space, "task": source.task,

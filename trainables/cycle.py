@@ -303,7 +303,7 @@ def _run_one(
     with watch.stage("evaluate"):
         reference_scores = task.evaluate(reloaded)
     with watch.stage("deploy"):
-        deployed, _ = deployment.load_deployed(path, task, replan=True, threads=settings.threads)
+        deployed, _ = deployment.load_deployed(path, task, replan=True, settings=settings)
         size_bytes = deployment.record_plan(path, deployed)
         scores = task.evaluate(deployed)
     cost, cost_tags = deployment.inference_figures(task, deployed, reloaded, settings)

@@ -29,26 +29,31 @@ def fixed_inputs(task) -> tuple[Tensor, ...]:
 
 def deploy_model(model: nn.Module, task, quantized: dict | None = None,
                  plan: dict[str, list[str]] | None = None,
-                 threads: int | None = None) -> runtime.Deployed:
+                 settings: measure.MeasureSettings | None = None) -> runtime.Deployed:
     """``model`` (changed in place) deployed for ``task``: with ``plan`` where given (falling
-    back where this machine lacks a kernel), else with kernels timed now."""
+    back where this machine lacks a kernel), else with kernels timed now, at the threads and
+    with the effort of ``settings`` (a quick measurement plans quickly too)."""
+    settings = settings or measure.MeasureSettings()
     deployed = runtime.deploy(model, quantized, fixed_inputs(task))
     if plan is not None:
         runtime.apply_plan(deployed, plan)
     else:
-        with measure.torch_threads(threads):
-            runtime.choose_kernels(deployed, task.inference(deployed))
+        quick = settings.min_repeats < measure.MeasureSettings().min_repeats
+        with measure.torch_threads(settings.threads):
+            runtime.choose_kernels(deployed, task.inference(deployed),
+                                   min_calls=3 if quick else 7, budget_s=0.0 if quick else 0.05)
     return deployed
 
 
-def load_deployed(path: str | Path, task, replan: bool = False, threads: int | None = None
+def load_deployed(path: str | Path, task, replan: bool = False,
+                  settings: measure.MeasureSettings | None = None
                   ) -> tuple[runtime.Deployed, dict[str, Any]]:
     """The deployed model of a file and the file's meta. The file's plan is used unless
     ``replan`` (or the file has none)."""
     model, meta = load_compressed(path)
     recorded = (meta.get("runtime_plan") or {}).get("layers")
     plan = None if replan or not isinstance(recorded, dict) else recorded
-    return deploy_model(model, task, load_quantized(path), plan, threads), meta
+    return deploy_model(model, task, load_quantized(path), plan, settings), meta
 
 
 def record_plan(path: str | Path, deployed: runtime.Deployed) -> int:
@@ -91,7 +96,7 @@ def baseline_figures(task, baseline, settings: measure.MeasureSettings) -> dict[
     if hasattr(task, "folds"):  # k-fold: the first fold stands for the model
         task, baseline = task.folds[0], baseline.folds[0]
     reference = baseline.build().eval()
-    deployed = deploy_model(baseline.build(), task, threads=settings.threads)
+    deployed = deploy_model(baseline.build(), task, settings=settings)
     metrics, _ = inference_figures(task, deployed, reference, settings)
     keep = ("latency_ms", "latency_ms_reference", "infer_peak_mb", "infer_peak_mb_reference",
             "energy_mj")

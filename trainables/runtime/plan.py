@@ -59,7 +59,7 @@ def _record_inputs(deployed: Deployed, run: Callable[[], object]) -> dict[str, t
     return recorded
 
 
-def _time_options(layer, args: tuple, inputs) -> dict[str, float]:
+def _time_options(layer, args: tuple, inputs, effort: dict[str, Any]) -> dict[str, float]:
     """Milliseconds per option that reproduces the reference output (derived forms of the
     call's inputs shared, as in a whole inference)."""
     with inputs.call(args):
@@ -69,7 +69,7 @@ def _time_options(layer, args: tuple, inputs) -> dict[str, float]:
         for option in layer.candidates(*args):
             layer.use(option)
             if _close(layer(*args), expected):
-                timings[option] = _median_ms(lambda: layer(*args))
+                timings[option] = _median_ms(lambda: layer(*args), **effort)
     return timings
 
 
@@ -77,7 +77,8 @@ def _scatter_only(option: str) -> str:
     return option.replace("spmm", "scatter")
 
 
-def _whole_model(deployed: Deployed, run: Callable[[], object]) -> None:
+def _whole_model(deployed: Deployed, run: Callable[[], object], effort: dict[str, Any]
+                 ) -> None:
     """Per-layer choices can lose as a whole (an adjacency built per call pays off only
     over several layers): time the chosen kernels, the same with scatter aggregation, and
     the reference; keep the fastest."""
@@ -91,7 +92,7 @@ def _whole_model(deployed: Deployed, run: Callable[[], object]) -> None:
     for label, kernels in variants.items():
         for name, layer in deployed.layers.items():
             layer.use(kernels[name])
-        timings[label] = _median_ms(run)
+        timings[label] = _median_ms(run, **effort)
     best = variants[min(timings, key=timings.get)]
     for name, layer in deployed.layers.items():
         layer.use(best[name])
@@ -100,21 +101,24 @@ def _whole_model(deployed: Deployed, run: Callable[[], object]) -> None:
     deployed.plan_ms["model"] = {k: round(v, 4) for k, v in timings.items()}
 
 
-def choose_kernels(deployed: Deployed, run: Callable[[], object]) -> dict[str, list[str]]:
+def choose_kernels(deployed: Deployed, run: Callable[[], object], min_calls: int = 7,
+                   budget_s: float = 0.05) -> dict[str, list[str]]:
     """Time every option of every layer on its recorded inputs and use the fastest, then
-    check the choice as a whole model; returns the plan (options ranked, by layer)."""
+    check the choice as a whole model; returns the plan (options ranked, by layer). Each
+    option gets ``min_calls`` timed calls, more while within ``budget_s``."""
+    effort = {"min_calls": min_calls, "budget_s": budget_s}
     with torch.inference_mode():
         recorded = _record_inputs(deployed, run)
         for name, layer in deployed.layers.items():
             args = recorded.get(name)
             if args is None:  # not called by this inference
                 continue
-            timings = _time_options(layer, args, deployed.inputs)
+            timings = _time_options(layer, args, deployed.inputs, effort)
             ranked = sorted(timings, key=timings.get) or [layer.REFERENCE]
             layer.use(ranked[0])
             deployed.plan[name] = ranked
             deployed.plan_ms[name] = {o: round(timings[o], 4) for o in ranked if o in timings}
-        _whole_model(deployed, run)
+        _whole_model(deployed, run, effort)
     deployed.inputs.clear()  # keep only what the chosen kernels derive
     return deployed.plan
 
