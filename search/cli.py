@@ -127,18 +127,6 @@ def _add_sync(sub) -> None:
                       "ran with)")
 
 
-def threads(text: str) -> int:
-    """``--threads``: a whole number >= 1, refused while parsing."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected an integer >= 1 "
-                                         "(torch threads)")
-    return value
-
-
 def _add_infer(sub) -> None:
     infer = sub.add_parser(
         "infer", help="run a model file with its deployed kernels on its space's test data",
@@ -151,7 +139,7 @@ def _add_infer(sub) -> None:
                        "data to use (default: the task and dataset the model file records)")
     infer.add_argument("--data-root", help="folder holding datasets (default: "
                        "$GNN_SEARCH_DATA, else ~/.cache/gnn-search/datasets)")
-    infer.add_argument("--threads", type=threads, metavar="N",
+    infer.add_argument("--threads", type=limits.INFER_THREADS, metavar="N",
                        help="torch threads for inference and its measurement, >= 1 "
                             "(default: torch's, one per core)")
     infer.add_argument("--json", action="store_true", help="print one JSON object")

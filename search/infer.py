@@ -40,6 +40,11 @@ class DataSource:
 def read_model_meta(model: str) -> dict[str, Any]:
     """The header ``meta`` of ``--model``, refused in one line unless it is a readable
     trial model file (a cached baseline has no feature and class counts)."""
+    from trainables.paths import check_length
+
+    if not model:
+        raise ValueError(f"--model is empty; {FIX_MODEL}")
+    check_length(model, "--model")
     path = Path(model).expanduser()
     if not path.exists():
         raise ValueError(f"--model {model} does not exist; {FIX_MODEL}")
@@ -117,13 +122,14 @@ def infer(model: str, space: str | None, data_root: str | None,
     planned kernel was missing)."""
     from trainables import deployment
     from trainables.compressed import load_compressed
-    from trainables.data import check_folder, resolve_data_root
+    from trainables.data import resolve_data_root
     from trainables.measure import MeasureSettings
+    from trainables.paths import check_folder
 
     meta = read_model_meta(model)
     source = data_source(meta, space, model)
     check_task(meta, source, model)
-    check_folder(resolve_data_root(data_root), "--data-root")
+    check_folder(resolve_data_root(data_root), "--data-root", write=True)
     task = build_test_task(source, meta, data_root)
     check_sizes(meta, task, source, model)
     planned = isinstance((meta.get("runtime_plan") or {}).get("layers"), dict)

@@ -68,6 +68,7 @@ TRIAL_TIMEOUT = Bound("--trial-timeout", 0, 30 * 86_400, integer=False, low_open
                       unit=" of seconds")  # up to 30 days
 SEED = Bound("--seed", 0, SEED_MAX)  # numpy's and Optuna's samplers' range
 LATENCY_THREADS = Bound("--latency-threads", 1, 1024)
+INFER_THREADS = Bound("--threads", 1, 1024)  # infer
 ENERGY_WINDOW = Bound("--energy-window", 0, 3600, integer=False, unit=" of seconds")
 PORT = Bound("--port", 1, 65535)
 WORKERS = Bound("--workers", 1, 64)

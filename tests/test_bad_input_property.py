@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
 from search.cli import build_parser, main
 from spaces.loader import BaselineSpec, DatasetSpec, ModelSpec, RangeSpec, SearchSpace
 from tests.ray_loopback import free_port
+from trainables.model_file import save_model
 
 LONG = "x" * 300  # one name longer than a filesystem takes (NAME_MAX = 255 bytes)
 SPACE = {
@@ -106,6 +108,8 @@ KINDS: dict[str, dict[str, str]] = {
     "host": {"empty": "", "words": "not a host", "octet": "256.0.0.1", "ipv6": "::zz",
              "too-long": LONG},
     "allowed_hosts": {"empty": "", "comma": ","},
+    "model_file": {**PATHS, "missing": "{tmp}/missing.gnnz", "a-folder": "{tmp}/a-folder",
+                   "not-a-model": "{tmp}/a-file"},
 }
 # (command, dest) -> kind; every option that takes a value must be here (or be a number).
 OPTION_KINDS = {
@@ -117,7 +121,7 @@ OPTION_KINDS = {
     "run_id": "run_id", "host": "host", "allowed_hosts": "allowed_hosts",
     ("trial", "out"): "out_folder", ("report", "out"): "out_folder",
     ("pareto", "out"): "out_file", ("export", "out"): "out_new_file",
-    ("sync", "name"): "search_name",
+    ("sync", "name"): "search_name", ("infer", "model"): "model_file",
 }
 # A valid command line per command: with no bad value it reaches its work (or succeeds).
 BASE = {
@@ -137,6 +141,7 @@ BASE = {
                       "{tmp}/artifacts"],
     "sync": ["sync", "existing", "--storage", "{tmp}/ray", "--tracking-uri", "{uri}"],
     "compare": ["compare", "--experiments", "existing", "other", "--tracking-uri", "{uri}"],
+    "infer": ["infer", "--model", "{tmp}/model.gnnz"],
 }
 RESUME_OPTIONS = ("resume", "address", "storage", "data_root", "cache_dir")  # the rest: run's
 
@@ -340,6 +345,10 @@ def sandbox(tmp_path_factory):
     (tmp / "space.yaml").write_text(_emit(SPACE))
     (tmp / "binary.yaml").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
     (tmp / "utf16.yaml").write_bytes(_emit(SPACE).encode("utf-16"))
+    save_model(tmp / "model.gnnz", {"w": torch.zeros(1)}, meta={  # a trial's file, for infer
+        "model": {"name": "gcn", "kwargs": {}}, "num_features": 1433, "num_classes": 7,
+        "task": "node_classification", "dataset": {"loader": "planetoid", "name": "Cora"},
+        "data_seed": 0})
     values = {"tmp": str(tmp), "uri": uri, "trial_run": runs["existing"][1]}
     with pytest.MonkeyPatch.context() as mp:
         _trip(mp)

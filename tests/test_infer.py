@@ -121,7 +121,7 @@ BAD = {
     "sizes": (["--model", "{resized}", "--space", "cora_node"], "model expects 3 features and "
               "2 classes; space cora_node's data has 1433 features and 7 classes"),
     "threads": (["--model", "{model}", "--threads", "0"],
-                "argument --threads: '0' is not allowed; expected an integer >= 1"),
+                "argument --threads: '0' is not allowed; expected an integer in 1..1024"),
     "threads-text": (["--model", "{model}", "--threads", "two"], "'two' is not allowed"),
     "unknown-space": (["--model", "{model}", "--space", "nope"],
                       "space file 'nope' not found; give a path or one of: "),
