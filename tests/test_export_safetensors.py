@@ -275,12 +275,13 @@ def test_bad_input_is_refused_before_writing(trials, store, tmp_path, capsys):
         "model": {"name": "hgpsl", "kwargs": {}}, "num_features": 3, "num_classes": 2,
         "config": {}})
     hgpsl_run = _log_trial(store["client"], store["experiment"], hgpsl)
+    (tmp_path / "new").mkdir()  # --out's folder must exist (one rule for every --out)
     out = tmp_path / "new" / "m.safetensors"
     err = _error(store, capsys, hgpsl_run, out, "--format", "safetensors")
     assert err == ("gnn-search export: error: --format safetensors: model 'hgpsl' is not built "
                    "from PyG and torch layers only; allowed: spline, gcn, ness, gae, gin, "
                    "graph_gcn\n")
-    assert not (tmp_path / "new").exists(), "nothing written, not even the folder"
+    assert not any((tmp_path / "new").iterdir()), "nothing written"
     run_id = trials["gcn-fp32"][0]
     err = _error(store, capsys, run_id, out, "--weights", "int8")
     assert "--weights int8 applies to --format safetensors only" in err
@@ -291,7 +292,7 @@ def test_bad_input_is_refused_before_writing(trials, store, tmp_path, capsys):
     assert (tmp_path / "taken.safetensors").read_text() == "mine"
     err = _error(store, capsys, run_id, out, "--format", "onnx")
     assert "argument --format: invalid choice: 'onnx'" in err
-    assert not (tmp_path / "new").exists()
+    assert not any((tmp_path / "new").iterdir())
 
 
 @pytest.mark.reference
