@@ -89,10 +89,17 @@ def to_csr(t: Tensor) -> Tensor:
 
 
 def csr_matrix(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
-    """CSR of a COO triple; duplicate (row, col) entries are summed, as scatter-add would."""
-    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape,
-                                  check_invariants=False).coalesce()
-    return _int32_indices(coo.to_sparse_csr())
+    """CSR of a COO triple, entries kept as given (duplicates are summed by the product, as
+    scatter-add sums them). Rows are ordered by one stable argsort, none when already in
+    order (no coalescing sort: on a PROTEINS batch that was 18% of a GIN inference)."""
+    if rows.numel() > 1 and not bool((rows[1:] >= rows[:-1]).all()):
+        order = torch.argsort(rows, stable=True)
+        rows, cols, values = rows[order], cols[order], values[order]
+    counts = torch.bincount(rows, minlength=shape[0])
+    crow = torch.zeros(shape[0] + 1, dtype=torch.int64)
+    torch.cumsum(counts, 0, out=crow[1:])
+    csr = torch.sparse_csr_tensor(crow, cols, values, shape, check_invariants=False)
+    return _int32_indices(csr)
 
 
 def spmm(adjacency: Tensor, h: Tensor) -> Tensor:
