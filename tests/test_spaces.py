@@ -34,7 +34,8 @@ def test_bundled_space_loads():
     assert "cora_node" in bundled_spaces()
     space = load_space("cora_node")
     assert space.task == "node_classification" and space.model.name == "spline"
-    assert space.metrics == ["val_acc", "size_bytes"] and space.modes == ["max", "min"]
+    assert space.metrics == ["val_acc", "size_bytes", "latency_ms"]
+    assert space.modes == ["max", "min", "min"]
 
 
 def test_define_by_run_respects_conditions(tmp_path):
