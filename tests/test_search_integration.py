@@ -60,7 +60,9 @@ def _children(search, name="it"):
 def test_search_is_tracked(search, cora_task):
     tmp, uri, client = search["tmp"], search["uri"], search["client"]
     assert "2 trials finished, 0 failed" in search["stdout"]
-    assert "Pareto-optimal configurations (val_acc:max, size_bytes:min)" in search["stdout"]
+    # the bundled space searches on the deployed model's latency too
+    assert ("Pareto-optimal configurations (val_acc:max, size_bytes:min, latency_ms:min)"
+            in search["stdout"])
     assert f"mlflow ui --backend-store-uri {uri}" in search["stdout"]
     _, parents, children = _children(search)
     assert len(parents) == 1 and len(children) == 2
@@ -68,7 +70,7 @@ def test_search_is_tracked(search, cora_task):
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["trials_completed"] == 2
     assert parent.data.metrics["baseline_val_acc"] > 0.85
-    assert parent.data.params["objectives"] == "val_acc:max,size_bytes:min"
+    assert parent.data.params["objectives"] == "val_acc:max,size_bytes:min,latency_ms:min"
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
