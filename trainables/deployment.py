@@ -59,7 +59,7 @@ def load_deployed(path: str | Path, task, replan: bool = False,
 def record_plan(path: str | Path, deployed: runtime.Deployed) -> int:
     """Write the deployed model's plan into the file's header; returns the file's length."""
     layers = {name: ranked[:PLAN_KEEP] for name, ranked in deployed.plan.items()}
-    return update_meta(path, runtime_plan={"version": 1, "layers": layers})
+    return update_meta(path, runtime_plan={"version": runtime.PLAN_VERSION, "layers": layers})
 
 
 def _peak_mb(task, model: nn.Module, held: list) -> float:

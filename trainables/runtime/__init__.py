@@ -10,7 +10,7 @@ options are in :mod:`.layers`, the kernels in :mod:`.kernels`.
 from trainables.runtime.deploy import Deployed, deploy
 from trainables.runtime.memory import SCOPE as INFER_PEAK_SCOPE
 from trainables.runtime.memory import infer_peak_mb
-from trainables.runtime.plan import apply_plan, choose_kernels, plan_record
+from trainables.runtime.plan import PLAN_VERSION, apply_plan, choose_kernels
 
-__all__ = ["INFER_PEAK_SCOPE", "Deployed", "apply_plan", "choose_kernels", "deploy",
-           "infer_peak_mb", "plan_record"]
+__all__ = ["INFER_PEAK_SCOPE", "PLAN_VERSION", "Deployed", "apply_plan", "choose_kernels",
+           "deploy", "infer_peak_mb"]

@@ -137,9 +137,3 @@ def apply_plan(deployed: Deployed, plan: dict[str, list[str]]) -> list[str]:
         deployed.plan[name] = ranked
     deployed.fallbacks = fallbacks
     return fallbacks
-
-
-def plan_record(deployed: Deployed) -> dict[str, Any]:
-    """The plan as the model file's header stores it."""
-    return {"version": PLAN_VERSION, "layers": deployed.plan, "ms": deployed.plan_ms,
-            "threads": torch.get_num_threads(), "fixed_graph": deployed.inputs.fixed}
