@@ -22,27 +22,21 @@ from trainables.runtime.plan import _close, _record_inputs
 
 FP32_RTOL = 1e-5  # float kernels: a different summation order, nothing else
 QUANT_RTOL = 1e-4  # integer GEMMs: exact products, one float rounding of the scale
+SCORE_TIE_ABS = 2e-3  # float models' scores: a few near-tied pairs of rows may swap
 
 
-def assert_same_answers(task, path, quantized: bool) -> dict[str, float]:
+def assert_same_answers(task, path, quantized: bool, discrete: bool = False) -> dict[str, float]:
     """The deployed model of ``path`` (its recorded plan) computes what the eager reloaded
     model computes; returns its scores (what the trial reports).
 
-    Float models: the same outputs within rounding. Quantized models: every layer, given the
-    eager model's inputs, gives the fake-quantized layer's values; end to end, a rounding
-    difference can move a value across a quantization step of the next layer, so outputs
-    agree except for such rare steps and predictions agree on >= 99% of rows.
+    Every layer, given the eager model's inputs, gives its reference kernel's values. End to
+    end, float models of continuous layers give the same outputs within rounding. Where a
+    rounding difference can cross a step (a quantizer's, or a top-k selection's: ``discrete``,
+    HGP-SL's pooling), outputs agree except on a few rows, and so do the predictions.
     """
     eager, _ = load_compressed(path)
     deployed, _ = deployment.load_deployed(path, task)
     assert not deployed.fallbacks
-    expected, out = task.inference(eager)(), task.inference(deployed)()
-    scale = max(float(expected.abs().max()), 1.0)
-    if not quantized:
-        assert float((out - expected).abs().max()) <= FP32_RTOL * scale, deployed.kernel_tag()
-        scores = task.evaluate(deployed)  # ranking scores (ROC-AUC) move with near-ties only
-        assert scores == pytest.approx(task.evaluate(eager), abs=1e-5)
-        return scores
     with torch.inference_mode():
         recorded = _record_inputs(deployed, task.inference(deployed))
         for name, layer in deployed.layers.items():
@@ -52,12 +46,29 @@ def assert_same_answers(task, path, quantized: bool) -> dict[str, float]:
                 reference = layer(*recorded[name])
                 layer.use(chosen)
                 assert _close(layer(*recorded[name]), reference), f"{name}:{chosen}"
-    close = (out - expected).abs() <= QUANT_RTOL * scale
-    assert float(close.float().mean()) >= 0.99, deployed.kernel_tag()
+    expected, out = task.inference(eager)(), task.inference(deployed)()
+    scale = max(float(expected.abs().max()), 1.0)
+    if not quantized and not discrete:
+        assert float((out - expected).abs().max()) <= FP32_RTOL * scale, deployed.kernel_tag()
+        # a score moves only where two rows tie within that rounding: ROC-AUC on PROTEINS'
+        # validation split (~1500 positive-negative pairs) was seen to move by one pair (7e-4)
+        scores = task.evaluate(deployed)
+        assert scores == pytest.approx(task.evaluate(eager), abs=SCORE_TIE_ABS)
+        return scores
+    rows = expected.reshape(expected.size(0), -1)
+    close = ((out.reshape_as(rows) - rows).abs() <= QUANT_RTOL * scale).all(dim=1)
+    floor = _agree_floor(rows.size(0))
+    assert float(close.float().mean()) >= floor, deployed.kernel_tag()
     if expected.dim() == 2 and expected.size(1) > 1:
         agree = (out.argmax(1) == expected.argmax(1)).float().mean()
-        assert float(agree) >= 0.99, deployed.kernel_tag()
+        assert float(agree) >= floor, deployed.kernel_tag()
     return task.evaluate(deployed)
+
+
+def _agree_floor(rows: int) -> float:
+    """The share of rows that must agree: 99%, or all but 3 on small sets (PROTEINS'
+    validation split has 111 graphs; two were seen to cross a step)."""
+    return 1.0 - max(0.01, 3 / rows)
 
 
 @pytest.fixture(scope="module")
