@@ -54,6 +54,14 @@ def _passes(forward: Forward, inputs: tuple[Tensor, ...]) -> str:
                                   for name, t in zip(forward.args, inputs, strict=True)) + ")"
 
 
+def _plain(signature: inspect.Signature) -> str:
+    """``(x, edge_index, edge_attr=None)``: names and defaults, without annotations."""
+    empty = inspect.Parameter.empty
+    return str(signature.replace(
+        parameters=[p.replace(annotation=empty) for p in signature.parameters.values()],
+        return_annotation=empty))
+
+
 def _build(spec: ModelSpec, task) -> torch.nn.Module:
     """The model at the task's sizes; a constructor that refuses is named with the argument."""
     label, kwargs = model_label(spec), dict(spec.get("kwargs", {}))
@@ -96,8 +104,8 @@ def check_model_on_task(spec: ModelSpec, task_name: str, task) -> None:
             try:
                 signature.bind(*inputs)
             except TypeError:
-                raise ValueError(f"model {label!r}: forward{signature} does not take what task "
-                                 f"{task_name!r} passes: {passes}") from None
+                raise ValueError(f"model {label!r}: forward{_plain(signature)} does not take "
+                                 f"what task {task_name!r} passes: {passes}") from None
         model.eval()
         try:
             with torch.no_grad():

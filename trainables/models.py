@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import inspect
@@ -314,12 +315,18 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+@functools.cache
+def _entry_points() -> tuple[importlib.metadata.EntryPoint, ...]:
+    """The group's entry points, read once per process (``cache_clear()`` reads again)."""
+    return tuple(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
 def plugin_models() -> dict[str, importlib.metadata.EntryPoint]:
     """Model names installed packages register (entry-point group ``gnn_search.models``);
     a name that is also a built-in, or that two packages register differently, is an error
     naming both."""
     found: dict[str, importlib.metadata.EntryPoint] = {}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in _entry_points():
         where = f"{ep.value}" + (f" of {ep.dist.name}" if ep.dist else "")
         if ep.name in MODELS:
             raise ValueError(f"model name {ep.name!r} is both the built-in "
@@ -349,9 +356,9 @@ def model_class(spec: ModelSpec | str) -> type[nn.Module]:
     if "class" in spec:
         return import_class(spec["class"])
     name = spec.get("name")
+    plugins = plugin_models()  # a plugin that takes a built-in's name is an error here
     if name in MODELS:
         return MODELS[name]
-    plugins = plugin_models()
     if name not in plugins:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join([*MODELS, *plugins])}"
                          " (or model.class: 'package.module:Class')")
