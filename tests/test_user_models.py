@@ -487,3 +487,17 @@ def test_no_plugins_means_the_built_ins():
     names = [ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
     assert model_names() == [*__import__("trainables.models").models.MODELS, *names]
     assert str(Path(sys.modules[PKG].__file__)).endswith("tests/usermodels/models.py")
+
+
+def test_a_linear_layer_on_more_than_two_dims_is_deployed(tasks):
+    from trainables import deployment
+
+    task = tasks["node_classification"]
+    spec = {"class": f"{PKG}:Heads", "kwargs": {}}
+    model = build_model(spec, task.num_features, task.num_classes)
+    with torch.inference_mode():
+        expected = task.inference(model)()
+    deployed = deployment.deploy_model(model, task, settings=fast_measure())
+    assert "lin" in deployed.layers and deployed.plan["lin"] == ["mm"]
+    with torch.inference_mode():
+        assert torch.allclose(task.inference(deployed)(), expected, atol=1e-5)
