@@ -501,3 +501,20 @@ def test_a_linear_layer_on_more_than_two_dims_is_deployed(tasks):
     assert "lin" in deployed.layers and deployed.plan["lin"] == ["mm"]
     with torch.inference_mode():
         assert torch.allclose(task.inference(deployed)(), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_search_runs_a_users_model_on_ray(tmp_path, data_root, cache_dir):
+    """Ray's workers import the class by its path (PYTHONPATH, as the driver's)."""
+    from tests import fault_helpers as fh
+    from trainables.model_file import load_state
+
+    space = _space(tmp_path, _cls("SAGE", "{hidden: 8}"))
+    proc = fh.cli(["run", "--space", str(space), "--trials", "1", "--concurrency", "1",
+                   "--name", "byom", "--storage", str(tmp_path / "ray"), "--tracking-uri",
+                   f"sqlite:///{tmp_path / 'mlflow.db'}", *fh.FAST], tmp_path,
+                  fh.cli_env(data_root, cache_dir))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (path,) = (tmp_path / "ray").rglob("model.gnnz")
+    assert load_state(path)[1]["model"] == {"class": f"{PKG}:SAGE", "kwargs": {"hidden": 8}}
