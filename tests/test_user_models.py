@@ -520,3 +520,10 @@ def test_a_search_runs_a_users_model_on_ray(tmp_path, data_root, cache_dir):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (path,) = (tmp_path / "ray").rglob("model.gnnz")
     assert load_state(path)[1]["model"] == {"class": f"{PKG}:SAGE", "kwargs": {"hidden": 8}}
+
+
+def test_every_task_says_what_its_forward_gets():
+    from trainables.model_check import FORWARD
+    from trainables.tasks import TASKS
+
+    assert set(FORWARD) == set(TASKS)
