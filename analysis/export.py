@@ -95,7 +95,7 @@ def export_run(run_id: str, tracking_uri: str, out: str | Path, fmt: str = "gnnz
         if fmt == "safetensors":
             from analysis.safetensors_export import check_exportable, write_safetensors
 
-            check_exportable(meta["model"]["name"])
+            check_exportable(meta["model"])
             out.parent.mkdir(parents=True, exist_ok=True)
             write_safetensors(local, out, weights)
         else:

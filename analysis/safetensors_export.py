@@ -39,10 +39,17 @@ LEFT_OUT = ("activation quantizers (act_quant.*) are not PyG layers and are not 
             "spec, as the trial ran them")
 
 
-def check_exportable(model_name: str) -> None:
-    """Refuse, in one line, a model not built from PyG and torch layers only."""
-    if model_name not in PYG_MODELS:
-        raise ValueError(f"--format safetensors: model {model_name!r} is not built from PyG "
+def check_exportable(model: dict[str, Any] | str) -> None:
+    """Refuse, in one line, a built-in model not built from PyG and torch layers only. A
+    user's class (``class``, or a plugin's name) is the user's own code: the file loads into
+    it."""
+    name = model if isinstance(model, str) else (None if "class" in model else model.get("name"))
+    if name is None:
+        return
+    from trainables.models import MODELS
+
+    if name in MODELS and name not in PYG_MODELS:
+        raise ValueError(f"--format safetensors: model {name!r} is not built from PyG "
                          f"and torch layers only; allowed: {', '.join(PYG_MODELS)}")
 
 
@@ -75,21 +82,22 @@ def safetensors_metadata(meta: dict[str, Any], quantized: dict[str, QuantizedTen
     the file leaves out."""
     import torch_geometric
 
-    from trainables.models import build_model
+    from trainables.models import build_model, class_path, is_builtin, model_label
 
     spec = meta["model"]
     kwargs = spec.get("kwargs", {})
-    architecture = build_model(spec["name"], meta["num_features"], meta["num_classes"],
-                               **kwargs)
+    architecture = build_model(spec, meta["num_features"], meta["num_classes"])
+    where = ("gnn-search's trainables/models.py" if is_builtin(spec)
+             else class_path(type(architecture)).partition(":")[0])
     return {
         "format": "pt",
         "producer": "gnn-search export --format safetensors",
-        "model": spec["name"],
+        "model": model_label(spec),
         "kwargs": json.dumps(kwargs, sort_keys=True),
         "num_features": json.dumps(meta["num_features"]),
         "num_classes": json.dumps(meta["num_classes"]),
         "architecture": repr(architecture),
-        "forward": f"{type(architecture).__name__}.forward in gnn-search's trainables/models.py",
+        "forward": f"{type(architecture).__name__}.forward in {where}",
         "torch_geometric": torch_geometric.__version__,
         "weights": weights,
         "quantized": json.dumps({n: {"bits": q.bits, "axis": q.axis}
@@ -111,7 +119,7 @@ def write_safetensors(model_file: str | Path, out: str | Path, weights: str = "f
     from trainables.model_file import load_quantized, load_state
 
     state, meta = load_state(model_file)
-    check_exportable(meta["model"]["name"])
+    check_exportable(meta["model"])
     quantized = load_quantized(model_file)
     tensors = safetensors_tensors(state, quantized, weights)
     left_out = [name for name in state if name.startswith(ACT_QUANT_PREFIX)]

@@ -137,7 +137,7 @@ def main() -> None:
     ax.axhline(grid_final, color="k", lw=0.6)
     ax.set_xlabel("trials")
     ax.set_ylabel("hypervolume (" + ", ".join(f"{m} {d}" for m, d in objectives.items()) + ")")
-    ax.set_title(f"{args.space}: {space.dataset.name}, {space.model.name}, median of "
+    ax.set_title(f"{args.space}: {space.dataset.name}, {space.model.label}, median of "
                  f"{len(seeds)} seed(s)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -146,7 +146,7 @@ def main() -> None:
     plt.close(fig)
 
     body = "\n".join([
-        f"Bundled space `{args.space}` ({space.dataset.name}, {space.model.name}), objectives "
+        f"Bundled space `{args.space}` ({space.dataset.name}, {space.model.label}), objectives "
         + ", ".join(f"{m}:{d}" for m, d in objectives.items()) + f"; budget = the "
         f"grid's {budget} trials; seeds {seeds}; {len(cache)} distinct configurations "
         f"evaluated; reference point " + ", ".join(f"{m}={v:.5g}" for m, v in reference.items())

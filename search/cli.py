@@ -302,6 +302,7 @@ def cmd_trial(args) -> int:
     check_folder(resolve_cache_dir(args.cache_dir), "--cache-dir", write=True)
     dataset = space.dataset.as_dict()
     task = build_task(space.task, dataset, args.data_root, space.baseline.seed)
+    space.check_on_data(task)  # a user's model: built and run once on this data
     baseline, _ = get_baseline(
         task, space.task, dataset, space.model.model_dump(),
         space.baseline.model_dump(exclude={"seed"}), space.baseline.seed, args.cache_dir,

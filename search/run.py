@@ -174,9 +174,11 @@ class NoRetryOnTrialError(tune.Callback):
 
 
 def prepare(space: SearchSpace, settings: SearchSettings):
-    """Load the data and the baseline (trained and cached on first use)."""
+    """Load the data, check the model on it, and load the baseline (trained and cached on
+    first use)."""
     dataset = space.dataset.as_dict()
     task = build_task(space.task, dataset, settings.data_root, space.baseline.seed)
+    space.check_on_data(task)  # a user's model: built and run once on this data
     training = space.baseline.model_dump(exclude={"seed"})
     baseline, cached = get_baseline(
         task, space.task, dataset, space.model.model_dump(), training, space.baseline.seed,
@@ -323,7 +325,7 @@ def _open_search_run(client: MlflowClient, experiment_id: str, space: SearchSpac
     search_run = SearchRun(
         client, experiment_id, settings.name,
         params={
-            "space": Path(space.source).name, "task": space.task, "model": space.model.name,
+            "space": Path(space.source).name, "task": space.task, "model": space.model.label,
             "dataset": space.dataset.name, "sampler": settings.sampler or space.sampler,
             "warm_start": settings.warm_start,
             "objectives": ",".join(f"{m}:{d}" for m, d in space.objectives.items()),

@@ -23,6 +23,7 @@ from pydantic import (
     StrictBool,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -31,7 +32,15 @@ from spaces.samplers import DEFAULT_SAMPLER, SAMPLERS, SEED_MAX
 from trainables.data import LOADERS
 from trainables.errors import first_line, shown
 from trainables.metrics import OBJECTIVE_METRICS
-from trainables.models import MODELS, build_model
+from trainables.model_check import check_model_on_task
+from trainables.models import (
+    build_model,
+    check_kwargs,
+    import_class,
+    is_builtin,
+    model_class,
+    model_label,
+)
 from trainables.params import PARAMS, check_fit, is_active, validate_config
 from trainables.paths import check_length
 from trainables.tasks import TASKS, TaskSpec
@@ -109,13 +118,55 @@ class DatasetSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    name: str
+    """A registered model (``name``: built-in or an installed plugin's) or a user's class by
+    import path (``class: package.module:Class``), and its constructor's ``kwargs``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    name: str | None = None
+    class_: str | None = Field(None, alias="class")
     kwargs: dict[str, Any] = {}
 
     @field_validator("name")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        return _known(v, MODELS, "model")
+        model_class({"name": v})  # a built-in or an installed plugin's name
+        return v
+
+    @field_validator("class_")
+    @classmethod
+    def _importable(cls, v: str) -> str:
+        import_class(v)  # importable, and an nn.Module subclass
+        return v
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelSpec:
+        if self.name is not None and self.class_ is not None:
+            raise ValueError(f"give name or class, not both (name {self.name!r}, class "
+                             f"{self.class_!r})")
+        if self.name is None and self.class_ is None:
+            raise ValueError("missing key 'name' (a registered model) or 'class' (an import "
+                             "path such as my_pkg.models:SAGE)")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How messages name the model: its name or its import path."""
+        return model_label(self.as_dict())
+
+    @property
+    def builtin(self) -> bool:
+        return is_builtin(self.as_dict())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as the baseline cache key and the model file record it:
+        ``{"name", "kwargs"}`` or ``{"class", "kwargs"}``."""
+        key = {"class": self.class_} if self.class_ is not None else {"name": self.name}
+        return {**key, "kwargs": dict(self.kwargs)}
+
+    @model_serializer(mode="plain")
+    def _serialize(self) -> dict[str, Any]:
+        return self.as_dict()
 
 
 class BaselineSpec(_Strict):
@@ -228,7 +279,16 @@ class SearchSpace(_Strict):
 
     @model_validator(mode="after")
     def _model_builds(self) -> SearchSpace:
-        """Catch a misspelt model argument now, not after the dataset has loaded."""
+        """Catch a misspelt model argument now, not after the dataset has loaded: a built-in
+        is built small (4 features, 2 classes); a user's class is checked by its constructor's
+        signature here and built on the real data before the search starts
+        (:func:`trainables.model_check.check_model_on_task`)."""
+        if not self.model.builtin:
+            try:
+                check_kwargs(self.model.as_dict(), self.model.kwargs)
+            except ValueError as err:
+                raise ValueError(f"model.kwargs: {err}") from None
+            return self
         try:
             build_model(self.model.name, 4, 2, **self.model.kwargs)
         except (ValueError, TypeError) as err:
@@ -247,7 +307,8 @@ class SearchSpace(_Strict):
     def _data_and_model_fit_task(self) -> SearchSpace:
         """Loader, split, dataset settings and model as the task's spec allows them."""
         self.task_spec.check_dataset(self.dataset.as_dict())
-        self.task_spec.check_model(self.model.name)
+        if self.model.builtin:  # a user's class: the forward on the real data decides
+            self.task_spec.check_model(self.model.name)
         return self
 
     @model_validator(mode="after")
@@ -270,14 +331,25 @@ class SearchSpace(_Strict):
             entry = self.space.get(key)
             for value in entry if isinstance(entry, list) else [entry] if entry else []:
                 try:
-                    check_fit({key: value}, transductive, self.model.name)
+                    check_fit({key: value}, transductive, self.model.label)
                 except ValueError as err:
                     raise ValueError(f"space.{key}: {err}") from None
         for point in self.warm_start:
-            check_fit(point, transductive, self.model.name)
+            check_fit(point, transductive, self.model.label)
         return self
 
     # ---- what the search and the trial command use -------------------------------------
+
+    def check_on_data(self, task) -> None:
+        """A user's class (or a plugin's) built at the loaded ``task``'s sizes and run once
+        on its real inputs (:func:`~trainables.model_check.check_model_on_task`), before any
+        baseline, Ray or tracking work; built-ins fit the tasks their specs list."""
+        if self.model.builtin:
+            return
+        try:
+            check_model_on_task(self.model.as_dict(), self.task, task)
+        except ValueError as err:
+            raise SpaceError(f"{self.source}: {err}") from None
 
     @property
     def metrics(self) -> list[str]:
@@ -291,7 +363,7 @@ class SearchSpace(_Strict):
         """Whether this task and model can run ``config``'s methods (A2Q needs a fixed graph,
         structured pruning a model whose channels it knows)."""
         try:
-            check_fit(config, self.task_spec.transductive, self.model.name)
+            check_fit(config, self.task_spec.transductive, self.model.label)
         except ValueError:
             return False
         return True
@@ -477,7 +549,7 @@ def _read_text(path: Path) -> str:
 
 def _fields(spec: type[BaseModel]) -> list[str]:
     """The keys a space file may write for ``spec`` (``source`` is set by the loader)."""
-    return [name for name in spec.model_fields if name != "source"]
+    return [field.alias or name for name, field in spec.model_fields.items() if name != "source"]
 
 
 def _check_names(where: str, mapping: dict, allowed: list[str]) -> None:

@@ -149,6 +149,40 @@ CASES = {
     "model-argument": Case(run(), "model.kwargs: model 'gcn' cannot be built with hidden=-5",
                            "give it a value the model accepts",
                            space=VALID.replace("hidden: 16", "hidden: -5")),
+    "model-class-import": Case(run(), "model.class: cannot import model class "
+                               "'no_such_pkg.models:SAGE' (No module named 'no_such_pkg')",
+                               "install the package that holds it or put it on PYTHONPATH",
+                               space=VALID.replace("name: gcn",
+                                                   'class: "no_such_pkg.models:SAGE"')),
+    "model-class-not-a-module": Case(run(), "model class 'tests.usermodels.models:NotAModule' "
+                                     "is class NotAModule, not a torch.nn.Module subclass",
+                                     "a model is an nn.Module built as Class(num_features, "
+                                     "num_classes, **kwargs)", space=VALID.replace(
+                                         "{name: gcn, kwargs: {hidden: 16}}",
+                                         '{class: "tests.usermodels.models:NotAModule"}')),
+    "model-class-and-name": Case(run(), "(name 'gcn', class 'tests.usermodels.models:SAGE')",
+                                 "give name or class, not both", space=VALID.replace(
+                                     "name: gcn",
+                                     'name: gcn, class: "tests.usermodels.models:SAGE"')),
+    "model-class-constructor": Case(run(), "model 'tests.usermodels.models:Raising' cannot be "
+                                    "built with num_features=1433, num_classes=7, hidden=100 "
+                                    "(ValueError: hidden must be at most 64, got 100)",
+                                    "give it arguments its constructor accepts",
+                                    space=VALID.replace("name: gcn, kwargs: {hidden: 16}",
+                                                        'class: "tests.usermodels.models:Raising"'
+                                                        ", kwargs: {hidden: 100}")),
+    "model-class-forward": Case(run(), "model 'tests.usermodels.models:OneArgument': forward(x) "
+                                "does not take what task 'node_classification' passes",
+                                "forward(x [2708, 1433], edge_index [2, 10556], edge_attr "
+                                "[10556, 1])", space=VALID.replace(
+                                    "{name: gcn, kwargs: {hidden: 16}}",
+                                    '{class: "tests.usermodels.models:OneArgument"}')),
+    "model-class-output": Case(run(), "model 'tests.usermodels.models:WrongShape': forward "
+                               "returned shape [2708, 3] on task 'node_classification''s data",
+                               "expected [2708, 7] ([num_nodes, num_classes] logits)",
+                               space=VALID.replace("{name: gcn, kwargs: {hidden: 16}}",
+                                                   '{class: "tests.usermodels.models:WrongShape"}'
+                                                   )),
     "duplicate-objective": Case(["pareto", "--experiment", "existing", "--tracking-uri",
                                  "{uri}", "--objectives", "val_acc:max,val_acc:min"],
                                 "objective 'val_acc' is given both max and min",

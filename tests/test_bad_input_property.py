@@ -248,9 +248,9 @@ def _fits(annotation, value) -> bool:
 
 def _wrong_types(spec) -> list[tuple[str, str, Any]]:
     """(field, label, value) for every value of :data:`WRONG` a field's type does not take."""
-    return [(field, label, value) for field, info in spec.model_fields.items()
+    return [(info.alias or field, label, value) for field, info in spec.model_fields.items()
             if field != "source" for label, value in WRONG.items()
-            if not _fits(info.annotation, value)]
+            if not _fits(info.annotation, value)]  # the key as a file writes it (model.class)
 
 
 def _with(path: list[str | int], value) -> dict:

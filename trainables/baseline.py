@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -20,7 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from trainables.model_file import StorageError, load_state, save_model
-from trainables.models import build_model
+from trainables.models import build_model, is_builtin, model_class
 from trainables.tasks.common import CrossValidation, summarize_folds, train_step
 
 CACHE_ENV = "GNN_SEARCH_CACHE"
@@ -37,7 +38,7 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 class Baseline:
     """A trained FP32 model as the trials receive it."""
 
-    model: dict[str, Any]  # {"name": ..., "kwargs": {...}}
+    model: dict[str, Any]  # {"name": ..., "kwargs": {...}} or {"class": "pkg.mod:Cls", ...}
     num_features: int
     num_classes: int
     state: dict[str, Tensor]
@@ -48,20 +49,34 @@ class Baseline:
 
     def build(self) -> torch.nn.Module:
         """A fresh model holding the baseline's weights."""
-        model = build_model(self.model["name"], self.num_features, self.num_classes,
-                            **self.model.get("kwargs", {}))
+        model = build_model(self.model, self.num_features, self.num_classes)
         model.load_state_dict(self.state)
         return model
 
 
 def baseline_key(task: str, dataset: dict, model: dict, training: dict, seed: int) -> str:
-    """Stable hash of everything that determines the baseline's weights."""
-    blob = json.dumps(
-        {"v": CACHE_VERSION, "task": task, "dataset": dataset, "model": model,
-         "training": training, "seed": seed},
-        sort_keys=True,
-    )
+    """Stable hash of everything that determines the baseline's weights: the model spec
+    (name or import path, and kwargs) and, for a user's or a plugin's class, its module's
+    source (editing the model trains a new baseline; built-ins follow CACHE_VERSION)."""
+    settings = {"v": CACHE_VERSION, "task": task, "dataset": dataset, "model": model,
+                "training": training, "seed": seed}
+    code = model_code(model)
+    if code is not None:
+        settings["model_code"] = code
+    blob = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def model_code(model: dict) -> str | None:
+    """A hash of the source file of a user's or a plugin's model class (None for built-ins,
+    or where the source cannot be read)."""
+    if is_builtin(model):
+        return None
+    try:
+        source = inspect.getsourcefile(model_class(model))
+        return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16] if source else None
+    except (OSError, TypeError):
+        return None
 
 
 def train_baseline(
@@ -69,8 +84,7 @@ def train_baseline(
 ) -> tuple[dict[str, Tensor], dict[str, float]]:
     """Train from scratch; keep the weights of the best validation epoch (PyG's protocol)."""
     torch.manual_seed(seed)
-    model = build_model(model_spec["name"], task.num_features, task.num_classes,
-                        **model_spec.get("kwargs", {}))
+    model = build_model(model_spec, task.num_features, task.num_classes)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=training["lr"], weight_decay=training.get("weight_decay", 0.0)
     )

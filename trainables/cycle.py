@@ -28,7 +28,7 @@ from trainables import deployment, measure
 from trainables.baseline import Baseline
 from trainables.compressed import load_compressed
 from trainables.model_file import StorageError, describe, save_model
-from trainables.models import Target, compression_targets
+from trainables.models import Target, compression_targets, model_label
 from trainables.params import check_fit, complete_config
 from trainables.pruning import Pruner, bake_parametrizations, make_pruner
 from trainables.quantization import QuantizedTensor, Quantizer, get_quantizer
@@ -284,7 +284,7 @@ def _run_one(
     """One cycle on one split: the stages in order, each timed."""
     started = time.perf_counter()
     config = complete_config(config)
-    check_fit(config, task.transductive, baseline.model["name"])
+    check_fit(config, task.transductive, model_label(baseline.model))
     settings = measure_settings or measure.MeasureSettings()
     watch = measure.Stopwatch()
     rss_scope = "trial" if measure.reset_peak_rss() else "process"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.metadata
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
+from trainables.errors import first_line
 from trainables.spline_conv import SplineConv
 
 
@@ -261,17 +266,145 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_model(name: str, num_features: int, num_classes: int, **kwargs) -> nn.Module:
-    """Instantiate registered model ``name``; unknown names and arguments are clear errors."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
-    allowed = [p for p in inspect.signature(MODELS[name]).parameters
-               if p not in ("num_features", "num_classes")]
-    unknown = sorted(set(kwargs) - set(allowed))
+ENTRY_POINT_GROUP = "gnn_search.models"  # installed packages register model names here
+ModelSpec = dict[str, Any]  # {"name": ..., "kwargs": {...}} or {"class": "pkg.mod:Cls", ...}
+
+
+def model_label(spec: ModelSpec | str) -> str:
+    """How messages name a model: its registered name or its import path."""
+    if isinstance(spec, str):
+        return spec
+    return str(spec.get("class") or spec.get("name"))
+
+
+def is_builtin(spec: ModelSpec | str) -> bool:
+    """Whether ``spec`` names a model of :data:`MODELS` (whose task fit the task specs know)."""
+    if isinstance(spec, str):
+        return spec in MODELS
+    return "class" not in spec and spec.get("name") in MODELS
+
+
+def _module_class(value: Any, where: str) -> type[nn.Module]:
+    if not (isinstance(value, type) and issubclass(value, nn.Module)):
+        kind = (f"class {value.__name__}" if isinstance(value, type)
+                else f"an object of type {type(value).__name__}")
+        raise ValueError(f"{where} is {kind}, not a torch.nn.Module subclass; a model is "
+                         "an nn.Module built as Class(num_features, num_classes, **kwargs)")
+    return value
+
+
+def import_class(path: str) -> type[nn.Module]:
+    """The class at import path ``package.module:Class`` (``Class`` may be dotted); an
+    unimportable path or a non-module is a one-line ValueError naming the path."""
+    module_name, colon, attr = str(path).partition(":")
+    if not colon or not module_name or not attr:
+        raise ValueError(f"model class {path!r} is not an import path; expected "
+                         "'package.module:Class'")
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            value = getattr(value, part)
+    except Exception as err:  # ImportError, AttributeError, or the module's own error
+        raise ValueError(f"cannot import model class {path!r} ({first_line(err)}); install "
+                         "the package that holds it or put it on PYTHONPATH") from None
+    return _module_class(value, f"model class {path!r}")
+
+
+def class_path(cls: type) -> str:
+    """``cls``'s import path, ``package.module:Class``."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+@functools.cache
+def _entry_points() -> tuple[importlib.metadata.EntryPoint, ...]:
+    """The group's entry points, read once per process (``cache_clear()`` reads again)."""
+    return tuple(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def plugin_models() -> dict[str, importlib.metadata.EntryPoint]:
+    """Model names installed packages register (entry-point group ``gnn_search.models``);
+    a name that is also a built-in, or that two packages register differently, is an error
+    naming both."""
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for ep in _entry_points():
+        where = f"{ep.value}" + (f" of {ep.dist.name}" if ep.dist else "")
+        if ep.name in MODELS:
+            raise ValueError(f"model name {ep.name!r} is both the built-in "
+                             f"{class_path(MODELS[ep.name])} and the plugin {where} (entry "
+                             f"point group {ENTRY_POINT_GROUP}); rename the plugin's entry point")
+        if ep.name in found and found[ep.name].value != ep.value:
+            raise ValueError(f"model name {ep.name!r} is registered twice in entry point group "
+                             f"{ENTRY_POINT_GROUP}: {found[ep.name].value} and {where}; "
+                             "uninstall or rename one")
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def model_names() -> list[str]:
+    """Every name a space file may write as ``model.name``: built-ins, then plugins."""
+    return [*MODELS, *plugin_models()]
+
+
+def model_class(spec: ModelSpec | str) -> type[nn.Module]:
+    """The class a model spec (or a name) stands for: ``class`` is imported; ``name`` is a
+    built-in of :data:`MODELS` or a plugin's entry point. The one place model specs resolve."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if "class" in spec and "name" in spec:
+        raise ValueError(f"model: give name or class, not both (name {spec['name']!r}, class "
+                         f"{spec['class']!r})")
+    if "class" in spec:
+        return import_class(spec["class"])
+    name = spec.get("name")
+    plugins = plugin_models()  # a plugin that takes a built-in's name is an error here
+    if name in MODELS:
+        return MODELS[name]
+    if name not in plugins:
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join([*MODELS, *plugins])}"
+                         " (or model.class: 'package.module:Class')")
+    try:
+        value = plugins[name].load()
+    except Exception as err:
+        raise ValueError(f"model {name!r} (entry point {plugins[name].value}) cannot be "
+                         f"imported ({first_line(err)})") from None
+    return _module_class(value, f"model {name!r} (entry point {plugins[name].value})")
+
+
+def constructor_kwargs(cls: type) -> list[str] | None:
+    """The keyword arguments ``cls(num_features, num_classes, **kwargs)`` accepts beyond its
+    first two; None when it takes any (``**kwargs``)."""
+    params = list(inspect.signature(cls).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise ValueError(f"model {class_path(cls)} cannot be built as {cls.__name__}"
+                         f"(num_features, num_classes, **kwargs): its constructor takes "
+                         f"{cls.__name__}{inspect.signature(cls)}")
+    skipped = {p.name for p in positional[:2]}
+    return [p.name for p in params if p.name not in skipped
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def check_kwargs(spec: ModelSpec | str, kwargs: dict[str, Any]) -> type[nn.Module]:
+    """The class of ``spec``, after checking that its constructor takes ``kwargs`` by name."""
+    cls = model_class(spec)
+    allowed = constructor_kwargs(cls)
+    unknown = [] if allowed is None else sorted(set(kwargs) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown argument {unknown[0]!r} for model {name!r}; allowed: "
-                         f"{', '.join(allowed)}")
-    return MODELS[name](num_features, num_classes, **kwargs)
+        raise ValueError(f"unknown argument {unknown[0]!r} for model {model_label(spec)!r}; "
+                         f"allowed: {', '.join(allowed) or 'none'}")
+    return cls
+
+
+def build_model(spec: ModelSpec | str, num_features: int, num_classes: int | None,
+                **kwargs: Any) -> nn.Module:
+    """``Class(num_features, num_classes, **kwargs)`` for a model spec or a registered name
+    (the spec's ``kwargs``, then ``kwargs``); unknown names and arguments are clear errors."""
+    if not isinstance(spec, str):
+        kwargs = {**spec.get("kwargs", {}), **kwargs}
+    cls = check_kwargs(spec, kwargs)
+    return cls(num_features, num_classes, **kwargs)
 
 
 @dataclass(frozen=True)

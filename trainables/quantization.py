@@ -17,6 +17,7 @@ dequantized values (tag ``latency_kernel=float``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,7 +178,7 @@ class RangeActQuant(nn.Module):
             return cache[3]
         xq = fake_quant_affine(x, self.lo, self.hi, self.bits)
         if self.training and self.protect is not None:
-            deg = torch.bincount(edge_index[1], minlength=x.size(0)).float()
+            deg = in_degree(edge_index, x.size(0))
             rank = deg.argsort().argsort().float() / max(x.size(0) - 1, 1)
             p_min, p_max = self.protect
             protected = torch.rand(x.size(0)) < p_min + (p_max - p_min) * rank
@@ -256,13 +257,39 @@ def attach_activation_quant(
                                                    protect)
     model.act_quant = quantizers
     for name, layer in layers.items():
-        quantizer = quantizers[_key(name)]
-
-        def hook(module, args, quantizer=quantizer):
-            return (quantizer(args[0], args[1]), *args[1:])
-
-        layer.register_forward_pre_hook(hook)
+        layer.register_forward_pre_hook(functools.partial(_quantize_inputs,
+                                                          quantizer=quantizers[_key(name)]),
+                                        with_kwargs=True)
     return quantizers
+
+
+def _quantize_inputs(module: nn.Module, args: tuple, kwargs: dict, quantizer: nn.Module):
+    """A layer's node features (its first argument, or ``x=``) through its quantizer; a
+    bipartite pair ``(x_src, x_dst)`` element by element. Every other argument as given."""
+    if args:
+        x, edge_index = args[0], args[1] if len(args) > 1 else kwargs.get("edge_index")
+    elif "x" in kwargs:
+        x, edge_index = kwargs["x"], kwargs.get("edge_index")
+    else:
+        return None
+
+    def one(t: Any) -> Any:
+        return quantizer(t, edge_index) if isinstance(t, Tensor) else t
+
+    xq = type(x)(one(t) for t in x) if isinstance(x, (tuple, list)) else one(x)
+    if args:
+        return (xq, *args[1:]), kwargs
+    return args, {**kwargs, "x": xq}
+
+
+def in_degree(edge_index: Any, num_nodes: int) -> Tensor:
+    """Each node's in-degree, from ``[2, E]`` edges or a sparse adjacency (rows: targets)."""
+    if isinstance(edge_index, Tensor) and edge_index.layout == torch.strided:
+        return torch.bincount(edge_index[1], minlength=num_nodes).float()
+    if isinstance(edge_index, Tensor):  # torch.sparse adj_t
+        return torch.bincount(edge_index.to_sparse_coo().coalesce().indices()[0],
+                              minlength=num_nodes).float()
+    return edge_index.storage.rowcount().float()  # torch_sparse.SparseTensor adj_t
 
 
 # ---- methods -------------------------------------------------------------------------------

@@ -393,11 +393,12 @@ class DeployedLinear(nn.Module):
         return self.transform.available()
 
     def candidates(self, x: Tensor, *args: Any) -> list[str]:
-        return self.transform.candidates(x)
+        # a linear layer of a user's model may see [N, heads, d]: dense only
+        return self.transform.candidates(x) if x.dim() == 2 else [self.REFERENCE]
 
     def use(self, option: str) -> None:
         self.transform.kernel = option
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.transform(x)
+        out = self.transform(x) if x.dim() == 2 else x @ self.transform.weight_t
         return out if self.bias is None else out + self.bias
