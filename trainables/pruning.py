@@ -186,7 +186,7 @@ def make_pruner(config: dict[str, Any], seed: int = 0) -> Pruner:
 
 def _keep_mask(scores: Tensor, num_pruned: int) -> Tensor:
     """Mask that drops exactly the ``num_pruned`` lowest ``scores`` (ties broken by position)."""
-    mask = torch.ones(scores.numel(), dtype=torch.bool)
+    mask = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
     if num_pruned > 0:
         order = torch.argsort(scores.flatten(), stable=True)
         mask[order[:num_pruned]] = False
