@@ -8,8 +8,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -30,10 +32,13 @@ def _ray(args: list[str], env: dict, timeout: int = 120) -> subprocess.Completed
 
 def _status(job: str, cluster: LoopbackCluster, env: dict) -> str:
     proc = _ray(["job", "status", job, "--address", cluster.dashboard_url], env)
-    for status in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING"):
-        if f"status: {status}" in proc.stdout or f"'{status}'" in proc.stdout:
+    text = proc.stdout + proc.stderr
+    ended = {"succeeded": "SUCCEEDED", "failed": "FAILED", "was stopped": "STOPPED"}
+    for words, status in ended.items():  # how the CLI words an ended job
+        if f"Job '{job}' {words}" in text:
             return status
-    return proc.stdout[-500:] + proc.stderr[-500:]
+    found = re.search(rf"Status for job '{job}': (\w+)", text)
+    return found.group(1) if found else text[-500:]
 
 
 def _submit(job: str, cluster: LoopbackCluster, env: dict, run_args: list[str],
@@ -43,6 +48,18 @@ def _submit(job: str, cluster: LoopbackCluster, env: dict, run_args: list[str],
                  json.dumps(runtime_env), "--", "python", "-m", "search.cli", "run",
                  "--address", "auto", *run_args], env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _wait_for_status(job: str, wanted: tuple[str, ...], cluster: LoopbackCluster, env: dict,
+                     timeout: float) -> str:
+    deadline, status = time.time() + timeout, ""
+    while time.time() < deadline:
+        status = _status(job, cluster, env)
+        if status in wanted:
+            return status
+        time.sleep(1)
+    raise AssertionError(f"job {job} is {status!r}, not {wanted}:\n"
+                         + _logs(job, cluster, env)[-3000:])
 
 
 def _logs(job: str, cluster: LoopbackCluster, env: dict) -> str:
@@ -92,8 +109,7 @@ def test_ray_job_submit_stop_and_resume(tmp_path, data_root, cache_dir):
         assert _status("search-1", cluster, env) == "RUNNING"
         stop = _ray(["job", "stop", "search-1", "--address", cluster.dashboard_url], env)
         assert stop.returncode == 0, stop.stdout[-2000:] + stop.stderr[-2000:]
-        fh.wait_until(lambda: _status("search-1", cluster, env) == "STOPPED", 60,
-                      "job 1 to stop")
+        _wait_for_status("search-1", ("STOPPED",), cluster, env, 60)
         follow.wait(timeout=60)  # following ends with the job
         followed = log.read_text()
         assert "joined the Ray cluster at 127.0.0.1" in followed, followed[-3000:]
@@ -103,9 +119,7 @@ def test_ray_job_submit_stop_and_resume(tmp_path, data_root, cache_dir):
 
         _submit("search-2", cluster, env, ["--resume", "jobs", "--storage", str(storage),
                                            "--quiet"], runtime_env)
-        fh.wait_until(lambda: _status("search-2", cluster, env) != "RUNNING"
-                      and _status("search-2", cluster, env) != "PENDING", 150,
-                      "job 2 to end")
+        _wait_for_status("search-2", ("SUCCEEDED", "FAILED", "STOPPED"), cluster, env, 150)
         logs = _logs("search-2", cluster, env)
         assert _status("search-2", cluster, env) == "SUCCEEDED", logs[-4000:]
         assert f"Search 'jobs' (resumed): {TRIALS} trials finished, 0 failed" in logs
