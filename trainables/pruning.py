@@ -37,7 +37,7 @@ def magnitude(weight: Tensor, generator: torch.Generator) -> Tensor:
 def random_scores(weight: Tensor, generator: torch.Generator) -> Tensor:
     """Uniform random ranks: the control every pruning study needs. Drawn from a generator
     seeded afresh per call, so gradual steps prune nested subsets."""
-    return torch.rand(weight.shape, generator=generator)
+    return torch.rand(weight.shape, generator=generator).to(weight.device)  # same draws anywhere
 
 
 class Pruner:
