@@ -46,6 +46,10 @@ def _add_run(sub) -> None:
                      help=f"number of trials, at most {limits.TRIALS.high:g} (default: 8)")
     run.add_argument("--concurrency", type=limits.CONCURRENCY, default=2,
                      help="trials at a time, one CPU each (default: 2)")
+    run.add_argument("--gpus-per-trial", type=limits.GPUS_PER_TRIAL, default=0.0, metavar="F",
+                     help="GPUs Ray reserves for each trial, fractions allowed (0.25: four "
+                          "trials share a GPU); trials then run on cuda (default: 0, CPUs "
+                          "only)")
     run.add_argument("--name", help="search name = MLflow experiment = Tune experiment: "
                      "letters, digits, '.', '_', '-', at most 100 characters (default: "
                      "<space>-<date>-<time>)")
@@ -183,7 +187,7 @@ def _measure_settings(args):
 # Options that define a search: --resume continues it with the values it started with.
 RESUME_KEEPS = ("space", "trials", "concurrency", "name", "tracking_uri", "seed", "sampler",
                 "paper_grid", "early_stopping", "no_warm_start", "latency_threads",
-                "energy_window", "max_failures", "trial_timeout")
+                "energy_window", "max_failures", "trial_timeout", "gpus_per_trial")
 
 
 def _check_resume_options(args) -> None:
@@ -223,7 +227,7 @@ def cmd_run(args) -> int:
             address=args.address, progress=not args.quiet, measure=_measure_settings(args),
             sampler=args.sampler, warm_start=not args.no_warm_start, paper_grid=args.paper_grid,
             early_stopping=args.early_stopping, max_failures=args.max_failures,
-            trial_timeout_s=args.trial_timeout,
+            trial_timeout_s=args.trial_timeout, gpus_per_trial=args.gpus_per_trial,
         )
         outcome = run_search(space, settings)
     stopped = (f", {outcome.early_stopped} stopped early ({outcome.epochs_saved} epochs saved)"

@@ -144,6 +144,46 @@ class Joined(NamedTuple):
     cpus: int
 
 
+def _refused_token(address: str | None) -> ConnectionError:
+    return ConnectionError(
+        f"the Ray cluster at {address} refused this driver's token; use the cluster's "
+        "token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; README, "
+        "'Security')")
+
+
+def node_gpus(address: str) -> list[float]:
+    """The GPUs of each alive node of the cluster at ``address``, read by a short session
+    that ships no code (so a refusal touches nothing)."""
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    except AuthenticationError:
+        raise _refused_token(address) from None
+    except (ConnectionError, RuntimeError, TimeoutError) as err:
+        reason = first_line(err)
+        raise ConnectionError(f"cannot connect to the Ray cluster at {address}: {reason}") from None
+    try:
+        return [float(node.get("Resources", {}).get("GPU", 0.0)) for node in ray.nodes()
+                if node.get("Alive")]
+    finally:
+        ray.shutdown()
+
+
+def check_gpus(gpus_per_trial: float, node_gpus: list[float], where: str) -> None:
+    """``--gpus-per-trial``: one node (``where``: "the Ray cluster at HOST:PORT", "this
+    machine") must have that many GPUs, or no trial could ever start."""
+    most = max(node_gpus, default=0.0)
+    if most <= 0:
+        raise ValueError(f"--gpus-per-trial {gpus_per_trial:g}: {where} has no GPUs; leave "
+                         "out --gpus-per-trial (trials run on CPUs), or run where GPU nodes "
+                         "are (ray_cluster.yaml: gpu_worker; README, 'GPUs')")
+    if gpus_per_trial > most:
+        raise ValueError(f"--gpus-per-trial {gpus_per_trial:g} exceeds the {most:g} GPUs of "
+                         f"the largest node of {where}; allowed: (0, {most:g}]")
+
+
 def connect(address: str | None, object_store_bytes: int) -> Joined:
     """Join the cluster at ``address`` (None: start Ray on this machine, on 127.0.0.1
     only)."""
@@ -159,10 +199,7 @@ def connect(address: str | None, object_store_bytes: int) -> Joined:
             ray.init(_node_ip_address="127.0.0.1", object_store_memory=object_store_bytes,
                      include_dashboard=False, runtime_env=env, logging_level="WARNING")
     except AuthenticationError:
-        raise ConnectionError(
-            f"the Ray cluster at {address} refused this driver's token; use the cluster's "
-            "token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; README, "
-            "'Security')") from None
+        raise _refused_token(address) from None
     except (ConnectionError, RuntimeError, TimeoutError) as err:
         reason = first_line(err)
         raise ConnectionError(f"cannot connect to the Ray cluster at {address}: {reason}") from None

@@ -66,6 +66,8 @@ CONCURRENCY = Bound("--concurrency", 1, 4096)  # and at most the CPUs (checked w
 MAX_FAILURES = Bound("--max-failures", 0, 100)
 TRIAL_TIMEOUT = Bound("--trial-timeout", 0, 30 * 86_400, integer=False, low_open=True,
                       unit=" of seconds")  # up to 30 days
+GPUS_PER_TRIAL = Bound("--gpus-per-trial", 0, 64, integer=False,
+                       unit=" of GPUs")  # fractions share a GPU, as Ray Tune allows; 0 = none
 SEED = Bound("--seed", 0, SEED_MAX)  # numpy's and Optuna's samplers' range
 LATENCY_THREADS = Bound("--latency-threads", 1, 1024)
 INFER_THREADS = Bound("--threads", 1, 1024)  # infer

@@ -75,12 +75,18 @@ class SearchSettings:
     progress: bool = True
     max_failures: int = 2  # retries of a trial whose worker or node is lost
     trial_timeout_s: float | None = None  # a trial still fine-tuning after this fails
+    gpus_per_trial: float = 0.0  # > 0: Ray reserves this share of a GPU, the trial runs on it
+
+    @property
+    def device(self) -> str:
+        """Where trials compute: ``cuda`` (the GPU Ray reserved for the trial) or ``cpu``."""
+        return "cuda" if self.gpus_per_trial > 0 else "cpu"
 
 
 # Saved with the search for --resume; the rest (address, progress, paths) is per invocation.
 SAVED_SETTINGS = ("name", "trials", "concurrency", "tracking_uri", "seed", "sampler",
                   "warm_start", "paper_grid", "early_stopping", "max_failures",
-                  "trial_timeout_s", "data_root", "cache_dir")
+                  "trial_timeout_s", "data_root", "cache_dir", "gpus_per_trial")
 NAME_PATTERN, NAME_MAX = tune_storage.NAME_PATTERN, tune_storage.NAME_MAX
 
 
@@ -110,6 +116,7 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
         bound.check(value)
     if settings.trial_timeout_s is not None:
         limits.TRIAL_TIMEOUT.check(settings.trial_timeout_s)
+    limits.GPUS_PER_TRIAL.check(settings.gpus_per_trial)
     if not settings.name:
         raise ValueError("--name '' is empty; give a name of letters, digits, '.', '_' and '-', "
                          "or leave out --name for <space>-<date>-<time>")
@@ -130,7 +137,23 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
     check_folder(resolve_data_root(settings.data_root), "--data-root")
     check_folder(resolve_cache_dir(settings.cache_dir), "--cache-dir", write=True)
     check_tracking_uri(settings.tracking_uri)
+    if settings.gpus_per_trial > 0:
+        _check_gpus(settings)
     tune_storage.check_writable(settings.storage)  # the first thing written: after every check
+
+
+def _check_gpus(settings: SearchSettings) -> None:
+    """A GPU request that no node can meet is refused before anything is written (a trial
+    asking for it would wait forever): the cluster's nodes as Ray sees them, or this
+    machine's GPUs as torch sees them (as the Ray it would start would)."""
+    if settings.address is None:
+        import torch
+
+        cluster.check_gpus(settings.gpus_per_trial, [float(torch.cuda.device_count())],
+                           "this machine")
+        return
+    cluster.check_gpus(settings.gpus_per_trial, cluster.node_gpus(settings.address),
+                       f"the Ray cluster at {settings.address}")
 
 
 def _refuse_existing_storage(settings: SearchSettings) -> None:
@@ -213,16 +236,24 @@ def _grid(space: SearchSpace, settings: SearchSettings) -> list[dict[str, Any]] 
     return None
 
 
+def trial_resources(settings: SearchSettings, cpus: int) -> dict[str, float]:
+    """What Ray reserves for each trial: CPUs (trials share them: one trial alone gets them
+    all, torch threads follow; one each on a cluster) and ``--gpus-per-trial`` GPUs."""
+    resources: dict[str, float] = {
+        "cpu": max(1, cpus // settings.concurrency) if not settings.address else 1}
+    if settings.gpus_per_trial > 0:
+        resources["gpu"] = settings.gpus_per_trial
+    return resources
+
+
 def _trainable(settings: SearchSettings, task, baseline: Baseline, cpus: int):
-    # Trials share the CPUs: one trial alone gets them all (torch threads follow).
-    trial_cpus = max(1, cpus // settings.concurrency) if not settings.address else 1
     return tune.with_resources(
         tune.with_parameters(
             trial_fn, task=task, baseline=baseline, seed=settings.seed,
             measure_settings=settings.measure, every_epoch=settings.early_stopping,
-            timeout_s=settings.trial_timeout_s,
+            timeout_s=settings.trial_timeout_s, device=settings.device,
         ),
-        {"cpu": trial_cpus},
+        trial_resources(settings, cpus),
     )
 
 
@@ -332,6 +363,7 @@ def _open_search_run(client: MlflowClient, experiment_id: str, space: SearchSpac
             "trials": settings.trials, "concurrency": settings.concurrency,
             "paper_grid": settings.paper_grid, "early_stopping": settings.early_stopping,
             "seed": settings.seed, "baseline.key": baseline.key,
+            "gpus_per_trial": settings.gpus_per_trial,
             "baseline.epochs": space.baseline.epochs,
             "baseline.folds": len(baseline.folds or [baseline]),
         },
@@ -491,7 +523,8 @@ def load_saved(name: str, storage_location: str | Path) -> tuple[SearchSpace, Se
     space_file = folder / f"{Path(saved['space_source']).stem}.yaml"
     space_file.write_text(tune_storage.read_text(location, name, tune_storage.SPACE_FILE))
     space = load_space(space_file)
-    settings = SearchSettings(**{k: saved[k] for k in SAVED_SETTINGS}, storage=location,
+    settings = SearchSettings(**{k: saved[k] for k in SAVED_SETTINGS if k in saved},
+                              storage=location,
                               measure=MeasureSettings(**saved["measure"]))
     return space, settings, saved
 

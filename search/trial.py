@@ -67,9 +67,10 @@ def _where() -> dict[str, str]:
 def trial_fn(
     config: dict[str, Any], task, baseline: Baseline, seed: int,
     measure_settings: MeasureSettings, every_epoch: bool = False,
-    timeout_s: float | None = None,
+    timeout_s: float | None = None, device: str = "cpu",
 ) -> None:
-    """Ray Tune function trainable: one compress-and-fine-tune cycle.
+    """Ray Tune function trainable: one compress-and-fine-tune cycle, on ``device`` (``cuda``:
+    the GPU Ray reserved for the trial, made visible to it as device 0).
 
     The final report carries the model and a record (config, metrics, tags, every epoch) as
     its checkpoint. A trial restored with that checkpoint (the driver died after it finished)
@@ -95,7 +96,7 @@ def trial_fn(
         try:
             result = run_cycle(
                 config, task, baseline, report=reporter, out_dir=out_dir, seed=seed,
-                measure_settings=measure_settings,
+                measure_settings=measure_settings, device=device,
             )
         except Exception as err:
             message = first_line(err, with_type=True, limit=2000)

@@ -60,10 +60,15 @@ def _node_ports() -> list[str]:
 
 
 class LoopbackCluster:
-    """Head and worker node, one CPU each (so concurrent trials land on both)."""
+    """Head and worker node, one CPU each (so concurrent trials land on both). With
+    ``dashboard`` the head serves Ray's dashboard and job API on 127.0.0.1
+    (``dashboard_url``: what ``ray job submit --address`` takes)."""
 
-    def __init__(self, cpus_per_node: int = 1) -> None:
+    def __init__(self, cpus_per_node: int = 1, dashboard: bool = False) -> None:
         self.cpus = cpus_per_node
+        self.dashboard_port = free_port()
+        self.dashboard = dashboard
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.root = Path(tempfile.mkdtemp(prefix="gnnray-"))  # short: Ray's socket paths
         self.token_path = self.root / "auth_token"
         self.token_path.write_text(secrets.token_hex(32))
@@ -91,7 +96,8 @@ class LoopbackCluster:
     def start_head(self) -> None:
         self._start([RAY, "start", "--head", "--node-ip-address=127.0.0.1",
                      f"--port={self.port}", f"--num-cpus={self.cpus}",
-                     "--include-dashboard=false", f"--dashboard-port={free_port()}",
+                     f"--include-dashboard={str(self.dashboard).lower()}",
+                     "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
                      "--object-store-memory=200000000", f"--temp-dir={self.root / 'ray'}",
                      "--disable-usage-stats", *_node_ports()], "head")
 

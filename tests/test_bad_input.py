@@ -67,6 +67,9 @@ CASES = {
                             "expected an integer in 1..100000"),
     "concurrency-above-cpus": Case(run("--concurrency", "64"),
                                    "--concurrency 64 exceeds this machine's", "allowed: 1.."),
+    # no GPU here: "has no GPUs"; with GPUs, fewer than 64 on one node: "exceeds the N GPUs"
+    "gpus-beyond-this-machine": Case(run("--gpus-per-trial", "64"), "--gpus-per-trial 64",
+                                     "this machine"),
     "bad-name": Case(run("--name", "a/b"), "--name 'a/b' is not allowed",
                      "use letters, digits, '.', '_' and '-'"),
     "malformed-address": Case(run("--address", "nowhere"),

@@ -57,6 +57,34 @@ def test_cluster_file_passes_ray_validation(variant):
 
 
 
+def _with_gpu_worker(text: str) -> str:
+    """The cluster file with its commented GPU worker type uncommented."""
+    out, inside = [], False
+    for line in text.splitlines():
+        marker = re.match(r"\s*# (>>>|<<<) gpu", line)
+        if marker:
+            inside = marker.group(1) == ">>>"
+            continue
+        if inside:
+            line = re.sub(r"^(\s*)# ?", r"\1", line)
+        out.append(line)
+    return "\n".join(out)
+
+
+def test_cluster_file_gpu_worker_passes_ray_validation():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    text = _with_gpu_worker((REPO / "ray_cluster.yaml").read_text())
+    config = _variant(text, keep="cloud", drop="on-prem")
+    prepared = prepare_config(config)
+    validate_config(prepared)
+    gpu = prepared["available_node_types"]["gpu_worker"]
+    assert gpu["resources"]["GPU"] >= 1 and gpu["min_workers"] >= 1  # up when a search starts
+    # its own install: torch's CUDA build (no CPU index), Ray's job API, the venv on PATH
+    setup = " ".join(gpu["worker_setup_commands"])
+    assert "make -C ~/gnn-search venv" in setup and "whl/cpu" not in setup
+    assert "ray[default]==2.60.0" in setup and ".venv/bin:$PATH" in setup
+
 
 def test_a_worker_imports_neither_mlflow_nor_optuna():
     """Trials run ``search.trial.trial_fn``: a worker process on any node imports Ray Tune and
@@ -179,6 +207,26 @@ def test_concurrency_above_cluster_cpus_is_refused_first(cluster, tmp_path, cach
         "needs at least one); allowed: 1..2"]
     assert not (tmp_path / "ray" / "too-wide").exists()
     assert fh.trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "too-wide") == []
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_gpus_per_trial_on_a_cluster_without_gpus_is_refused_first(cluster, tmp_path,
+                                                                   data_root, cache_dir):
+    """--gpus-per-trial is checked against the cluster's nodes before anything is written:
+    no Tune storage, no tracking database."""
+    space = fh.write_space(tmp_path)
+    proc = fh.cli(["run", "--space", str(space), "--trials", "4", "--gpus-per-trial", "0.25",
+                   "--name", "no-gpu", "--address", cluster.address,
+                   "--storage", str(tmp_path / "ray"),
+                   "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *fh.FAST],
+                  tmp_path, fh.cli_env(data_root, cache_dir, cluster.env), timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"gnn-search run: error: --gpus-per-trial 0.25: the Ray cluster at {cluster.address} "
+        "has no GPUs; leave out --gpus-per-trial (trials run on CPUs), or run where GPU nodes "
+        "are (ray_cluster.yaml: gpu_worker; README, 'GPUs')"]
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.integration

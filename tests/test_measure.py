@@ -98,8 +98,8 @@ def _fake_energy(monkeypatch, clock: FakeClock, joules: float) -> None:
     """codecarbon and psutil replaced: ``joules`` over the window, CPU time from the clock."""
     monkeypatch.setattr(measure, "energy_tracker", lambda: FakeTracker(clock))
 
-    def stop(tracker: FakeTracker) -> float:
-        tracker.clock.log.append("tracker stop")
+    def stop(tracker: FakeTracker, gpu_only: bool = False) -> float:
+        tracker.clock.log.append("tracker stop" + " (gpu)" * gpu_only)
         return joules
 
     monkeypatch.setattr(measure, "stop_joules", stop)
@@ -128,6 +128,19 @@ def test_energy_is_per_call_over_the_window(clock, monkeypatch):
     calls = [i for i, event in enumerate(clock.log) if event == "call"]
     assert clock.log.index("tracker start") < calls[0] < calls[-1] < clock.log.index(
         "tracker stop"), "the counter runs around every call"
+
+
+def test_on_a_gpu_each_call_ends_with_a_sync_and_energy_is_nvml(clock, monkeypatch):
+    """``device`` cuda (stood in for: no GPU here): every timed call waits for the device
+    inside its window, and the energy is the GPU's own counter."""
+    _fake_energy(monkeypatch, clock, joules=1.28)
+    monkeypatch.setattr(measure, "_gpu_counted", lambda tracker: True)
+    monkeypatch.setattr(measure, "synchronizer", lambda device: lambda: clock.log.append("sync"))
+    fn = workload(clock, itertools.repeat(COST_S * 1e3))
+    stats = measure_energy(fn, window_s=4 * COST_S, device="cuda")
+    assert stats.source == "nvml" and "tracker stop (gpu)" in clock.log
+    calls = [i for i, event in enumerate(clock.log) if event == "call"]
+    assert all(clock.log[i + 1] == "sync" for i in calls), "a call's GPU work is in its window"
 
 
 def test_measure_inference_reuses_the_energy_window_for_latency(clock, monkeypatch):

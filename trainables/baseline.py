@@ -47,11 +47,11 @@ class Baseline:
     settings: dict[str, Any] = field(default_factory=dict)
     folds: list[Baseline] | None = None  # k-fold tasks: one baseline per fold (build: fold 0)
 
-    def build(self) -> torch.nn.Module:
-        """A fresh model holding the baseline's weights."""
+    def build(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """A fresh model holding the baseline's weights, on ``device``."""
         model = build_model(self.model, self.num_features, self.num_classes)
         model.load_state_dict(self.state)
-        return model
+        return model.to(device)
 
 
 def baseline_key(task: str, dataset: dict, model: dict, training: dict, seed: int) -> str:

@@ -6,7 +6,10 @@ or ramped, ``report`` per epoch, the best validation epoch kept) -> ``convert`` 
 baked, pruned channels removed, integers, calibration) -> ``save_and_reload`` (the
 compressed file, read back and compared) -> ``evaluate`` (the eager reloaded model) ->
 ``deploy`` (its deployed form, kernels timed and the plan written into the file; its scores
-are the trial's) -> ``measure`` (deployed and reference). The methods act
+are the trial's) -> ``measure`` (deployed and reference). On a GPU (``device`` cuda) the
+data and the model live there from ``setup`` to ``evaluate``; the file is written and reloaded
+from CPU copies; ``deploy`` is skipped (the runtime's kernels are CPU kernels) and the eager
+reloaded model is measured on the GPU (tag ``latency_kernel=eager:cuda``). The methods act
 through their lifecycles (:class:`~trainables.pruning.Pruner`,
 :class:`~trainables.quantization.Quantizer`): no stage has a branch for any method.
 """
@@ -27,6 +30,7 @@ from torch import Tensor, nn
 from trainables import deployment, measure
 from trainables.baseline import Baseline
 from trainables.compressed import load_compressed
+from trainables.device import resolve_device, task_to
 from trainables.model_file import StorageError, describe, save_model
 from trainables.models import Target, compression_targets, model_label
 from trainables.params import check_fit, complete_config
@@ -96,15 +100,19 @@ def run_cycle(
     out_dir: str | Path,
     seed: int = 0,
     measure_settings: measure.MeasureSettings | None = None,
+    device: str = "cpu",
 ) -> CycleResult:
-    """Compress ``baseline`` as ``config`` says, fine-tune, save, reload, evaluate, measure.
+    """Compress ``baseline`` as ``config`` says, fine-tune, save, reload, evaluate, measure,
+    on ``device`` (``cpu``, ``cuda``, ``cuda:N``; one that is not here is refused first).
 
     For a :class:`~trainables.tasks.CrossValidation` task the cycle runs once per fold, from
     that fold's baseline; per-epoch reports carry ``fold`` and count epochs across folds, and
     the final metrics are means over folds, with ``<score>_std`` beside each val/test score.
     """
+    resolve_device(device)
     if not isinstance(task, CrossValidation):
-        return _run_one(config, task, baseline, report, out_dir, seed, measure_settings)
+        return _run_one(config, task, baseline, report, out_dir, seed, measure_settings,
+                        device)
     if baseline.folds is None or len(baseline.folds) != len(task.folds):
         raise ValueError(f"a {len(task.folds)}-fold task needs one baseline per fold")
     epochs = int(complete_config(config)["finetune.epochs"])
@@ -115,24 +123,27 @@ def run_cycle(
             report({**metrics, "fold": k, "epoch": k * epochs + metrics["epoch"]})
 
         results.append(_run_one(config, fold_task, fold_baseline, fold_report,
-                                Path(out_dir) / f"fold{k}", seed, measure_settings))
+                                Path(out_dir) / f"fold{k}", seed, measure_settings, device))
     metrics = summarize_folds([r.metrics for r in results])
     tags = {**results[0].tags, "folds": str(len(results)),
             "model_file": "fold0 (one file per fold)"}
     return CycleResult(metrics=metrics, tags=tags, model_path=results[0].model_path)
 
 
-def setup(config: dict[str, Any], task, baseline: Baseline, seed: int) -> Compression:
-    """The baseline's weights in a fresh model, the pruner's first masks, then the quantizer
-    (masks go on before fake quantization, so quantizers see the pruned weights)."""
+def setup(config: dict[str, Any], task, baseline: Baseline, seed: int,
+          device: str | torch.device = "cpu") -> Compression:
+    """The baseline's weights in a fresh model on ``device``, the pruner's first masks, then
+    the quantizer (masks go on before fake quantization, so quantizers see the pruned
+    weights)."""
     torch.manual_seed(seed)
-    model = baseline.build()
+    model = baseline.build(device)
     targets = compression_targets(model)
     pruner = make_pruner(config, seed)
     pruner.prepare(model, targets, config["finetune.epochs"])
     quantizer = get_quantizer(config["quant.method"])
     bits = config.get("quant.bits")
     quantizer.prepare(model, targets, bits, task.num_nodes if task.transductive else 0)
+    model.to(device)  # what the quantizer added (observers, per-node state)
     weights_before = sum(t.tensor.numel() for t in targets.values())
     return Compression(model, targets, pruner, quantizer, bits, weights_before)
 
@@ -209,7 +220,7 @@ def save_and_reload(path: Path, c: Compression, quantized: dict[str, QuantizedTe
         reloaded, _ = load_compressed(path)
         saved, loaded = c.model.state_dict(), reloaded.state_dict()
         for name, tensor in saved.items():
-            if name not in loaded or not torch.equal(tensor, loaded[name]):
+            if name not in loaded or not torch.equal(tensor.cpu(), loaded[name]):
                 raise StorageError(f"{path}: tensor {name!r} did not reload to identical values")
     return size_bytes, reloaded
 
@@ -245,10 +256,12 @@ def stage_times(watch: measure.Stopwatch) -> dict[str, float]:
 
 
 def trial_tags(path: Path, c: Compression, model_spec: dict[str, Any], task,
-               cost_tags: dict[str, str], rss_scope: str) -> dict[str, str]:
+               cost_tags: dict[str, str], rss_scope: str,
+               device: str = "cpu") -> dict[str, str]:
     """How the figures were obtained."""
     tags = {
         **cost_tags,
+        "device": torch.device(device).type,
         "latency_mode": task.latency_mode,
         "peak_rss_scope": rss_scope,
         "roundtrip": "exact",
@@ -280,17 +293,21 @@ def _run_one(
     out_dir: str | Path,
     seed: int = 0,
     measure_settings: measure.MeasureSettings | None = None,
+    device: str = "cpu",
 ) -> CycleResult:
     """One cycle on one split: the stages in order, each timed."""
     started = time.perf_counter()
     config = complete_config(config)
     check_fit(config, task.transductive, model_label(baseline.model))
     settings = measure_settings or measure.MeasureSettings()
+    where = resolve_device(device)
     watch = measure.Stopwatch()
     rss_scope = "trial" if measure.reset_peak_rss() else "process"
+    on_gpu = measure.reset_peak_gpu(where)
     trial_tracker = measure.energy_tracker() if settings.energy_window_s > 0 else None
     with watch.stage("setup"):
-        c = setup(config, task, baseline, seed)
+        task = task_to(task, where)
+        c = setup(config, task, baseline, seed, where)
     with watch.stage("finetune"):
         best_epoch = finetune(task, c, config, report)
     with watch.stage("convert"):
@@ -300,19 +317,26 @@ def _run_one(
             "num_classes": baseline.num_classes, "config": config, "baseline_key": baseline.key,
             "activation_quant": c.quantizer.activation_spec, **_data_source(baseline)}
     size_bytes, reloaded = save_and_reload(path, c, quantized, meta, watch)
+    reloaded.to(where)
     with watch.stage("evaluate"):
         reference_scores = task.evaluate(reloaded)
-    with watch.stage("deploy"):
-        deployed, _ = deployment.load_deployed(path, task, replan=True, settings=settings)
-        size_bytes = deployment.record_plan(path, deployed)
-        scores = task.evaluate(deployed)
-    cost, cost_tags = deployment.inference_figures(task, deployed, reloaded, settings)
-    cost_tags["deployed_scores"] = _same_scores(scores, reference_scores)
+    if on_gpu:  # the runtime's kernels are CPU kernels: the eager model is what runs here
+        scores = reference_scores
+        cost, cost_tags = deployment.eager_figures(task, reloaded, settings, where)
+    else:
+        with watch.stage("deploy"):
+            deployed, _ = deployment.load_deployed(path, task, replan=True, settings=settings)
+            size_bytes = deployment.record_plan(path, deployed)
+            scores = task.evaluate(deployed)
+        cost, cost_tags = deployment.inference_figures(task, deployed, reloaded, settings)
+        cost_tags["deployed_scores"] = _same_scores(scores, reference_scores)
     metrics = {**scores, **compression_metrics(reloaded, c, size_bytes, quantized, baseline),
                **cost, "peak_rss_mb": measure.peak_rss_mb(),
                "finetune_best_epoch": float(best_epoch), **stage_times(watch),
                "cycle_s": time.perf_counter() - started}
+    if on_gpu:
+        metrics["peak_gpu_mb"] = measure.peak_gpu_mb(where)
     if trial_tracker is not None:
         metrics["trial_energy_j"] = measure.stop_joules(trial_tracker)
-    tags = trial_tags(path, c, model_spec, task, cost_tags, rss_scope)
+    tags = trial_tags(path, c, model_spec, task, cost_tags, rss_scope, where)
     return CycleResult(metrics=metrics, tags=tags, model_path=path)

@@ -90,6 +90,27 @@ def inference_figures(task, deployed: runtime.Deployed, reference: nn.Module,
     return metrics, tags
 
 
+EAGER_GPU_KERNEL = "eager:cuda"  # latency_kernel of a trial measured on a GPU
+
+
+def eager_figures(task, model: nn.Module, settings: measure.MeasureSettings,
+                  device) -> tuple[dict[str, float], dict[str, str]]:
+    """On a GPU: the eager (dequantized) model measured where it runs, timed to the end of
+    its GPU work, energy from NVML. The runtime's kernels (CSR, int8 GEMM) are CPU kernels,
+    so no deployed form is built: ``latency_ms`` is the eager model's (``latency_kernel``
+    says so) and equals ``latency_ms_reference``; ``infer_peak_mb`` counts the same tensors
+    as on the CPU (weights, graph inputs, peak intermediates), wherever they live."""
+    metrics, tags = measure.measure_inference(task.inference(model), settings, device)
+    held = [] if not task.transductive else list(task.inference_inputs())
+    peak = _peak_mb(task, model, held)
+    metrics.update({"latency_ms_reference": metrics["latency_ms"], "infer_peak_mb": peak,
+                    "infer_peak_mb_reference": peak})
+    tags.update({"latency_kernel": EAGER_GPU_KERNEL,
+                 "infer_peak_scope": runtime.INFER_PEAK_SCOPE,
+                 "deployed_scores": "not deployed (cuda: the eager model's scores)"})
+    return metrics, tags
+
+
 def baseline_figures(task, baseline, settings: measure.MeasureSettings) -> dict[str, float]:
     """The uncompressed baseline through the same runtime and the same measurements, so
     that trials and baseline compare like with like."""

@@ -10,7 +10,11 @@ Protocol (README, "How we measure"):
   whether a hardware counter (RAPL) or codecarbon's load-based estimate produced it.
 * CPU: process CPU time / wall time over the same window (100 = one core busy).
 * memory: the process's peak resident set (``VmHWM``), reset at the start of each trial
-  where the kernel allows it, so the figure includes tensor memory and belongs to the trial.
+  where the kernel allows it, so the figure includes tensor memory and belongs to the trial;
+  on a GPU also the peak of the tensors torch allocated there (``peak_gpu_mb``).
+* on a GPU (``device`` cuda): every timed call ends with ``torch.cuda.synchronize`` (the
+  GPU's queued work is inside the window), and energy is the GPU's own counter (NVML,
+  through codecarbon), ``energy_source=nvml``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 
 import psutil
 import torch
+
+Sync = Callable[[], None]
 
 ENERGY_COUNTRY = "USA"  # needed by codecarbon offline; only its CO2 figures depend on it
 
@@ -108,11 +114,26 @@ def torch_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
-def _time_calls(fn: Callable[[], object], count: int) -> list[float]:
+def _no_sync() -> None:
+    pass
+
+
+def synchronizer(device: str | torch.device = "cpu") -> Sync:
+    """What a timed call waits for before its clock stops: the GPU's queued work on cuda
+    (kernels run asynchronously), nothing on the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return _no_sync
+
+
+def _time_calls(fn: Callable[[], object], count: int, sync: Sync = _no_sync) -> list[float]:
     times = []
     for _ in range(count):
+        sync()  # earlier work is not this call's
         start = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - start) * 1e3)
     return times
 
@@ -123,27 +144,30 @@ def measure_latency(
     repeats: int = 20,
     max_repeats: int | None = None,
     rel_tol: float = 0.02,
+    device: str | torch.device = "cpu",
 ) -> LatencyStats:
     """Median latency of ``fn()`` in ms after ``warmup`` calls; adds blocks of ``repeats``
-    timed calls until the median is stable within ``rel_tol`` (or ``max_repeats``)."""
+    timed calls until the median is stable within ``rel_tol`` (or ``max_repeats``). On
+    ``device`` cuda each call is timed to the end of its GPU work."""
     settings = MeasureSettings(warmup=warmup, min_repeats=repeats,
                                max_repeats=max_repeats or repeats, rel_tol=rel_tol)
-    _time_calls(fn, settings.warmup)
-    return _settle(fn, [], settings)
+    sync = synchronizer(device)
+    _time_calls(fn, settings.warmup, sync)
+    return _settle(fn, [], settings, sync)
 
 
-def _settle(fn: Callable[[], object], times: list[float], settings: MeasureSettings
-            ) -> LatencyStats:
+def _settle(fn: Callable[[], object], times: list[float], settings: MeasureSettings,
+            sync: Sync = _no_sync) -> LatencyStats:
     """Extend ``times`` (already timed calls, after warm-up) to ``min_repeats``, then by
     blocks until the median is stable or ``max_repeats``; summarize."""
     if len(times) < settings.min_repeats:
-        times += _time_calls(fn, settings.min_repeats - len(times))
+        times += _time_calls(fn, settings.min_repeats - len(times), sync)
     median, stable = statistics.median(times), False
     if len(times) >= 2 * settings.min_repeats:  # the energy window already gave many calls:
         earlier = statistics.median(times[: len(times) // 2])  # compare its halves
         stable = abs(median - earlier) <= settings.rel_tol * median
     while len(times) + settings.min_repeats <= settings.max_repeats and not stable:
-        times += _time_calls(fn, settings.min_repeats)
+        times += _time_calls(fn, settings.min_repeats, sync)
         new = statistics.median(times)
         stable = abs(new - median) <= settings.rel_tol * median
         median = new
@@ -182,37 +206,51 @@ def energy_source(tracker) -> str:
     return "+".join(modes) or "estimate:unknown"
 
 
-def stop_joules(tracker) -> float:
-    """Stop ``tracker``; the energy it saw in joules (CPU + RAM, as codecarbon counts)."""
+def stop_joules(tracker, gpu_only: bool = False) -> float:
+    """Stop ``tracker``; the energy it saw in joules (CPU + RAM (+ GPU), as codecarbon
+    counts; ``gpu_only``: the GPU's alone)."""
     tracker.stop()
-    return float(tracker.final_emissions_data.energy_consumed) * 3.6e6  # kWh -> J
+    data = tracker.final_emissions_data
+    kwh = data.gpu_energy if gpu_only else data.energy_consumed
+    return float(kwh) * 3.6e6  # kWh -> J
+
+
+def _gpu_counted(tracker) -> bool:
+    return any(type(d).__name__ == "GPU" for d in getattr(tracker, "_hardware", []))
 
 
 def measure_energy(
-    fn: Callable[[], object], window_s: float = 1.0, times: list[float] | None = None
+    fn: Callable[[], object], window_s: float = 1.0, times: list[float] | None = None,
+    device: str | torch.device = "cpu",
 ) -> EnergyStats:
     """Energy per call of ``fn()`` over >= ``window_s`` seconds of back-to-back calls; each
-    call's time in ms is appended to ``times`` when given."""
+    call's time in ms is appended to ``times`` when given. On ``device`` cuda: the GPU's
+    energy from NVML (``source`` ``nvml``) where codecarbon sees the GPU; else the host's,
+    with its source."""
     if not window_s > 0:
         raise ValueError(f"energy window must be > 0 s, got {window_s}")
     process = psutil.Process()
+    sync = synchronizer(device)
+    sync()
     tracker = energy_tracker()
+    gpu = torch.device(device).type == "cuda" and _gpu_counted(tracker)
     try:
         cpu_start, wall_start, calls = process.cpu_times(), time.perf_counter(), 0
         while time.perf_counter() - wall_start < window_s:
             call_start = time.perf_counter()
             fn()
+            sync()
             if times is not None:
                 times.append((time.perf_counter() - call_start) * 1e3)
             calls += 1
         wall = time.perf_counter() - wall_start
         cpu_end = process.cpu_times()
     finally:
-        joules = stop_joules(tracker)
+        joules = stop_joules(tracker, gpu_only=gpu)
     cpu = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
     return EnergyStats(
         energy_mj=joules * 1e3 / calls, calls=calls, window_s=wall,
-        cpu_percent=100.0 * cpu / wall, source=energy_source(tracker),
+        cpu_percent=100.0 * cpu / wall, source="nvml" if gpu else energy_source(tracker),
     )
 
 
@@ -247,22 +285,40 @@ def peak_rss_mb() -> float:
     return peak / 2**20
 
 
-def measure_inference(fn: Callable[[], object], settings: MeasureSettings) -> tuple[
+def reset_peak_gpu(device: str | torch.device) -> bool:
+    """Start a new ``peak_gpu_mb`` window on a cuda ``device``; False elsewhere."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    torch.cuda.reset_peak_memory_stats(device)
+    return True
+
+
+def peak_gpu_mb(device: str | torch.device) -> float:
+    """Peak of the tensors torch allocated on a cuda ``device`` since the last reset, MiB
+    (``torch.cuda.max_memory_allocated``: tensors, not the caching allocator's reserve)."""
+    return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
+
+
+def measure_inference(fn: Callable[[], object], settings: MeasureSettings,
+                      device: str | torch.device = "cpu") -> tuple[
         dict[str, float], dict[str, str]]:
-    """Latency, energy and CPU of ``fn()`` as metrics (units in names) and tags.
+    """Latency, energy and CPU of ``fn()`` as metrics (units in names) and tags; on
+    ``device`` cuda timed to the end of the GPU's work, energy from NVML.
 
     One pass: after warm-up, every call of the energy window is also timed, and timing
     continues past the window only until the latency median is stable, so measuring costs
     about ``energy_window_s`` plus warm-up.
     """
     start = time.perf_counter()
+    sync = synchronizer(device)
     with torch_threads(settings.threads) as threads:
-        _time_calls(fn, settings.warmup)
+        _time_calls(fn, settings.warmup, sync)
         times: list[float] = []
         energy = None
         if settings.energy_window_s > 0:
-            energy = measure_energy(fn, settings.energy_window_s, times)
-        latency = _settle(fn, times, replace(settings, warmup=0))
+            energy = measure_energy(fn, settings.energy_window_s, times, device)
+        latency = _settle(fn, times, replace(settings, warmup=0), sync)
         latency = replace(latency, warmup=settings.warmup)
     metrics = {
         "latency_ms": latency.median_ms,

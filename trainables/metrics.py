@@ -69,6 +69,9 @@ _ROWS = (
     Metric("measure_s", "s", help="time spent measuring inference"),
     Metric("peak_rss_mb", "MB", "min", searchable=True, over_folds="max",
            help="peak resident memory of the trial process"),
+    Metric("peak_gpu_mb", "MB", "min", searchable=True, over_folds="max",
+           help="peak GPU memory of the trial's tensors (torch.cuda.max_memory_allocated; "
+                "GPU trials only)"),
     Metric("infer_peak_mb", "MB", "min", searchable=True, reported=True, over_folds="max",
            help="memory one inference of the deployed model needs (tag infer_peak_scope)"),
     Metric("infer_peak_mb_reference", "MB", "min", over_folds="max",

@@ -37,7 +37,7 @@ def magnitude(weight: Tensor, generator: torch.Generator) -> Tensor:
 def random_scores(weight: Tensor, generator: torch.Generator) -> Tensor:
     """Uniform random ranks: the control every pruning study needs. Drawn from a generator
     seeded afresh per call, so gradual steps prune nested subsets."""
-    return torch.rand(weight.shape, generator=generator)
+    return torch.rand(weight.shape, generator=generator).to(weight.device)  # same draws anywhere
 
 
 class Pruner:
@@ -186,7 +186,7 @@ def make_pruner(config: dict[str, Any], seed: int = 0) -> Pruner:
 
 def _keep_mask(scores: Tensor, num_pruned: int) -> Tensor:
     """Mask that drops exactly the ``num_pruned`` lowest ``scores`` (ties broken by position)."""
-    mask = torch.ones(scores.numel(), dtype=torch.bool)
+    mask = torch.ones(scores.numel(), dtype=torch.bool, device=scores.device)
     if num_pruned > 0:
         order = torch.argsort(scores.flatten(), stable=True)
         mask[order[:num_pruned]] = False

@@ -149,11 +149,13 @@ class RangeActQuant(nn.Module):
         if values.numel() > 1_000_000:  # quantile() limit; a strided sample is enough
             values = values[:: values.numel() // 1_000_000 + 1]
         if self.percentile > 0:
-            qs = torch.quantile(values, torch.tensor([self.percentile, 1 - self.percentile]))
+            qs = torch.quantile(values, torch.tensor(
+                [self.percentile, 1 - self.percentile], device=values.device))
             lo, hi = qs[0], qs[1]
         else:
             lo, hi = values.min(), values.max()
-        lo, hi = torch.minimum(lo, torch.zeros(())), torch.maximum(hi, torch.zeros(()))
+        zero = torch.zeros((), device=values.device)
+        lo, hi = torch.minimum(lo, zero), torch.maximum(hi, zero)
         if not self.ready or self.observing:
             first = not self.ready
             self.lo.copy_(lo if first else torch.minimum(self.lo, lo))
@@ -181,7 +183,7 @@ class RangeActQuant(nn.Module):
             deg = in_degree(edge_index, x.size(0))
             rank = deg.argsort().argsort().float() / max(x.size(0) - 1, 1)
             p_min, p_max = self.protect
-            protected = torch.rand(x.size(0)) < p_min + (p_max - p_min) * rank
+            protected = torch.rand(x.size(0), device=x.device) < p_min + (p_max - p_min) * rank
             xq = torch.where(protected.unsqueeze(-1), x, xq)
         return xq
 
