@@ -12,6 +12,7 @@ from trainables.errors import first_line
 from trainables.model_file import StorageError, load_state
 from trainables.models import build_model
 from trainables.quantization import attach_activation_quant
+from trainables.structured import replay_removal
 
 
 def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -21,6 +22,8 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         spec = meta["model"]
         model = build_model(spec["name"], meta["num_features"], meta["num_classes"],
                             **spec.get("kwargs", {}))
+        if meta.get("structured"):  # removed channels, replayed on the original model
+            replay_removal(model, meta["structured"])
         if meta.get("activation_quant"):
             attach_activation_quant(model, meta["activation_quant"], frozen=True)
         model.load_state_dict(state)
