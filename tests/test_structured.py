@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import GATConv, GINConv, SAGEConv, global_add_pool
+from torch_geometric.nn import ChebConv, GATConv, GINConv, SAGEConv, global_add_pool
 
 from trainables.compressed import load_compressed
 from trainables.cycle import bake_parametrizations
@@ -64,10 +64,10 @@ class GINUser(nn.Module):
 
 
 class GAT(nn.Module):
-    def __init__(self, num_features: int, num_classes: int) -> None:
+    def __init__(self, num_features: int, num_classes: int, heads: int = 1) -> None:
         super().__init__()
-        self.conv1 = GATConv(num_features, 8, heads=2)
-        self.conv2 = GATConv(16, num_classes)
+        self.conv1 = GATConv(num_features, 8, heads=heads, residual=True)
+        self.conv2 = GATConv(8 * heads, num_classes)
 
     def forward(self, x, edge_index, edge_attr=None):
         return self.conv2(F.elu(self.conv1(x, edge_index)), edge_index)
@@ -84,8 +84,8 @@ GROUPS = {
     "spline": {"conv1"}, "gcn": {"conv1"}, "gae": {"conv1"},
     "gin": {"convs.0.nn.0", "convs.0.nn.3", "convs.1.nn.0", "convs.1.nn.3", "lin1"},
     "graph_gcn": {"convs.0", "convs.1"},
-    "sage": {"conv1", "conv2"}, "gin_user": {"conv1.nn.0", "conv1.nn.3", "conv2.nn.0",
-                                              "conv2.nn.2"},
+    "sage": {"conv1", "conv2"}, "gat": {"conv1"},
+    "gin_user": {"conv1.nn.0", "conv1.nn.3", "conv2.nn.0", "conv2.nn.2"},
 }
 REFUSED = {"ness": "no hidden channels", "hgpsl": "'pool1' (HGPSLPool)"}
 
@@ -94,6 +94,8 @@ def _model(name: str) -> tuple[nn.Module, tuple]:
     torch.manual_seed(0)
     if name == "sage":
         return SAGE(5, 3).eval(), probe_inputs("node_classification", 5)
+    if name == "gat":
+        return GAT(5, 3).eval(), probe_inputs("node_classification", 5)
     if name == "gin_user":
         return GINUser(5, 3).eval(), probe_inputs("graph_classification", 5)
     return build_model(name, 5, 3, **SMALL[name]).eval(), probe_inputs(TASK_OF[name], 5)
@@ -132,9 +134,24 @@ def test_refused_models_name_the_reason(name):
         check_fit({"prune.method": "structured"}, False, lambda: reason)
 
 
+class Cheb(nn.Module):
+    def __init__(self, num_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = ChebConv(num_features, 8, K=2)
+        self.lin = nn.Linear(8, num_classes)
+
+    def forward(self, x, edge_index, edge_attr=None):
+        return self.lin(F.relu(self.conv1(x, edge_index)))
+
+
 def test_a_layer_without_a_pruner_is_named():
-    reason = structured_support(GAT(5, 3), probe_inputs("node_classification", 5))
-    assert reason is not None and "'conv1' (GATConv)" in reason and "no channel pruner" in reason
+    reason = structured_support(Cheb(5, 3), probe_inputs("node_classification", 5))
+    assert reason is not None and "'conv1' (ChebConv)" in reason and "no channel pruner" in reason
+
+
+def test_gat_with_several_heads_is_refused():
+    reason = structured_support(GAT(5, 3, heads=2), probe_inputs("node_classification", 5))
+    assert reason is not None and "'conv1' (GATConv)" in reason and "heads=2" in reason
 
 
 @pytest.mark.parametrize("name", list(GROUPS))

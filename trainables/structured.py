@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import Tensor, nn
-from torch_geometric.nn import GCNConv, SAGEConv
+from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 from torch_geometric.nn.aggr import MultiAggregation
 from torch_geometric.nn.dense.linear import Linear as PyGLinear
 
@@ -179,6 +179,44 @@ class SplineConvPruner(SlicePruner):
         return super()._prune(layer, idxs, slices, attrs, total)
 
 
+class GATConvPruner(SlicePruner):
+    """One head: ``lin.weight`` [out, in], ``att_src`` / ``att_dst`` [1, 1, out], ``bias``
+    [out], and the residual ``res`` and edge ``lin_edge`` / ``att_edge`` where present.
+    Several heads couple heads x channels (each head's channels are a block of ``lin``'s
+    rows, viewed [N, heads, out]): refused."""
+
+    out_attrs = ("out_channels", "lin.out_channels")
+    in_attrs = ("in_channels", "lin.in_channels")
+
+    def refuses(self, layer: nn.Module) -> str | None:
+        if layer.heads != 1:
+            return (f"GATConv with heads={layer.heads} couples heads x channels, which has no "
+                    "channel pruner (heads=1 can be pruned)")
+        if layer.lin is None:
+            return "GATConv with bipartite inputs (lin_src, lin_dst) has no channel pruner"
+        return None
+
+    def out_slices(self, layer: nn.Module) -> Slices:
+        out = (("lin.weight", 0), ("att_src", 2), ("att_dst", 2), ("bias", 0))
+        if layer.lin_edge is not None:
+            out += (("lin_edge.weight", 0), ("att_edge", 2))
+        if layer.res is not None:
+            out += (("res.weight", 0),)
+        return out
+
+    def in_slices(self, layer: nn.Module) -> Slices:
+        return (("lin.weight", 1),) + ((("res.weight", 1),) if layer.res is not None else ())
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        attrs = self.out_attrs + tuple(f"{m}.out_channels" for m in ("res", "lin_edge")
+                                       if getattr(layer, m) is not None)
+        return self._prune(layer, idxs, self.out_slices(layer), attrs, layer.out_channels)
+
+    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        attrs = self.in_attrs + (("res.in_channels",) if layer.res is not None else ())
+        return self._prune(layer, idxs, self.in_slices(layer), attrs, layer.in_channels)
+
+
 PRUNERS: dict[type, SlicePruner] = {
     nn.Linear: LinearPruner(),
     PyGLinear: PyGLinearPruner(),
@@ -186,9 +224,11 @@ PRUNERS: dict[type, SlicePruner] = {
     GCNConv: GCNConvPruner(),
     SAGEConv: SAGEConvPruner(),
     SplineConv: SplineConvPruner(),
+    GATConv: GATConvPruner(),
 }
-KNOWN = "nn.Linear, PyG Linear, BatchNorm1d, GCNConv, SAGEConv, SplineConv, GINConv (its MLP)"
-ROOTS = (nn.Linear, PyGLinear, GCNConv, SAGEConv, SplineConv)  # layers that make channels
+KNOWN = ("nn.Linear, PyG Linear, BatchNorm1d, GCNConv, SAGEConv, SplineConv, GATConv (one "
+         "head), GINConv (its MLP)")
+ROOTS = (nn.Linear, PyGLinear, GCNConv, SAGEConv, SplineConv, GATConv)  # layers that make channels
 
 
 @dataclass(frozen=True)
