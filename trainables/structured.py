@@ -464,7 +464,8 @@ def remove_zero_channels(model: nn.Module, example_inputs: tuple) -> dict[str, A
     ``{"inputs": input spec, "removed": {producer: [channel, ...]}, "sizes": {producer:
     [kept, total]}}``, which :func:`replay_removal` applies to a freshly built model."""
     spec = input_spec(example_inputs)
-    graph = _trace(model, synthetic_inputs(spec))
+    # the task's own inputs: an attached A2Q quantizer holds state for the task's nodes
+    graph = _trace(model, tuple(example_inputs))
     params = dict(model.named_parameters())
     removed, sizes = {}, {}
     for group in _groups(graph, model):
