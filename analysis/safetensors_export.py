@@ -89,6 +89,10 @@ def safetensors_metadata(meta: dict[str, Any], quantized: dict[str, QuantizedTen
     architecture = build_model(spec, meta["num_features"], meta["num_classes"])
     where = ("gnn-search's trainables/models.py" if is_builtin(spec)
              else class_path(type(architecture)).partition(":")[0])
+    if meta.get("structured"):  # channels removed from the model ``kwargs`` build
+        from trainables.structured import replay_removal
+
+        replay_removal(architecture, meta["structured"])
     return {
         "format": "pt",
         "producer": "gnn-search export --format safetensors",
@@ -105,6 +109,7 @@ def safetensors_metadata(meta: dict[str, Any], quantized: dict[str, QuantizedTen
         "dequantize": DEQUANTIZE if weights == "int8" else
         "already done: quantized weights are the float32 values their integers dequantize to",
         "activation_quant": json.dumps(meta.get("activation_quant"), sort_keys=True),
+        "structured_removed": json.dumps((meta.get("structured") or {}).get("removed", {})),
         "left_out": json.dumps(left_out),
         "left_out_note": LEFT_OUT,
         "config": json.dumps(meta.get("config", {}), sort_keys=True),

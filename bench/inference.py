@@ -46,7 +46,7 @@ from trainables.compressed import load_compressed
 from trainables.cycle import run_cycle
 from trainables.deployment import inference_figures, load_deployed
 from trainables.measure import MeasureSettings, Stopwatch, measure_inference, torch_threads
-from trainables.models import model_label, supports_structured
+from trainables.structured import input_spec, structured_support, synthetic_inputs
 from trainables.tasks import build_task
 
 SPACES = {  # bundled space file -> label
@@ -154,7 +154,8 @@ def compress(task, baseline, mode: Mode, work: Path, threads: int) -> dict[str, 
     recorded kernel plan is timed at ``threads``."""
     files = {}
     for name, config in VARIANTS.items():
-        if name == STRUCTURED and not supports_structured(model_label(baseline.model)):
+        if name == STRUCTURED and structured_support(
+                baseline.build(), synthetic_inputs(input_spec(task.example_inputs()))):
             continue
         epochs = mode.finetune_epochs if config else 0
         full = {**config, "finetune.epochs": epochs, "finetune.lr": FINETUNE_LR}

@@ -325,18 +325,24 @@ class SearchSpace(_Strict):
     @model_validator(mode="after")
     def _methods_fit(self) -> SearchSpace:
         """Methods the task or model cannot run (A2Q on new graphs, structured pruning of a
-        model whose channels it does not know) are refused in choices and warm-start points."""
+        model with a layer it cannot prune) are refused in choices and warm-start points."""
         transductive = self.task_spec.transductive
         for key in ("prune.method", "quant.method"):
             entry = self.space.get(key)
             for value in entry if isinstance(entry, list) else [entry] if entry else []:
                 try:
-                    check_fit({key: value}, transductive, self.model.label)
+                    check_fit({key: value}, transductive, self._structured)
                 except ValueError as err:
                     raise ValueError(f"space.{key}: {err}") from None
         for point in self.warm_start:
-            check_fit(point, transductive, self.model.label)
+            check_fit(point, transductive, self._structured)
         return self
+
+    def _structured(self) -> str | None:
+        """Why structured pruning cannot run on this model (None: it can)."""
+        from trainables.structured import registered_support
+
+        return registered_support(self.task, self.model.as_dict())
 
     # ---- what the search and the trial command use -------------------------------------
 
@@ -361,9 +367,9 @@ class SearchSpace(_Strict):
 
     def allows(self, config: dict[str, Any]) -> bool:
         """Whether this task and model can run ``config``'s methods (A2Q needs a fixed graph,
-        structured pruning a model whose channels it knows)."""
+        structured pruning a model whose layers it can prune)."""
         try:
-            check_fit(config, self.task_spec.transductive, self.model.label)
+            check_fit(config, self.task_spec.transductive, self._structured)
         except ValueError:
             return False
         return True

@@ -15,6 +15,7 @@ from trainables.cycle import load_compressed, run_cycle
 from trainables.params import check_fit
 from trainables.pruning import PRUNERS, SCHEDULES
 from trainables.quantization import QUANTIZERS, SUPPORTED_BITS
+from trainables.structured import registered_support
 from trainables.tasks import TASKS
 
 TASK = TASKS["node_classification"]  # other tasks: tests/test_task_contract.py
@@ -35,7 +36,9 @@ def _config(prune, schedule, quant, bits, epochs=4, sparsity=SPARSITY):
 def _fits(config, model) -> bool:
     """Whether the loader and the cycle accept ``config`` for ``model`` on this task."""
     try:
-        check_fit(config, TASK.transductive, model)
+        check_fit(config, TASK.transductive,
+                  lambda: registered_support(TASK.name,
+                                             {"name": model, "kwargs": {"hidden": HIDDEN}}))
     except ValueError:
         return False
     return True
@@ -104,7 +107,8 @@ def test_contract(prune, schedule, quant, bits, model, cora_task, baselines, tmp
     assert scores == {"val_acc": m["val_acc"], "test_acc": m["test_acc"]}
     assert m["avg_bits"] == (bits or 32)
     if prune == "structured":
-        assert meta["model"]["kwargs"]["hidden"] == HIDDEN - round(SPARSITY * HIDDEN)
+        assert meta["structured"]["sizes"] == {"conv1": [HIDDEN - round(SPARSITY * HIDDEN), HIDDEN]}
+        assert meta["model"]["kwargs"] == {"hidden": HIDDEN}  # the original, replayed
         assert m["weights_stored"] < 0.6 * sum(
             t.numel() for n, t in baselines[model].state.items() if t.dim() >= 2)
 

@@ -12,7 +12,7 @@ from trainables.pruning import PENALTIES, PRUNERS, apply_masks, compute_masks, s
 # Every registered method ranks single weights, except these (each tested where it fits):
 NOT_PER_WEIGHT = {
     "none": "prunes nothing (test_none_prunes_nothing)",
-    "structured": "whole channels of registered models (tests/test_structured.py)",
+    "structured": "whole channels of traced channel groups (tests/test_structured.py)",
 }
 PER_WEIGHT = [m for m in PRUNERS if m not in NOT_PER_WEIGHT]
 

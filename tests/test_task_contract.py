@@ -17,6 +17,7 @@ from trainables.models import MODELS as REGISTERED_MODELS
 from trainables.params import check_fit
 from trainables.pruning import PRUNERS
 from trainables.quantization import QUANTIZERS, SUPPORTED_BITS
+from trainables.structured import registered_support
 from trainables.tasks import TASKS
 
 SMALL = {"ness": {"hidden": 32}, "gae": {"hidden": 16, "out": 8},
@@ -41,7 +42,8 @@ def _configs():
 def _fits(task: str, model: str, config: dict) -> bool:
     """The loader's and the cycle's rule: what the task and model can run."""
     try:
-        check_fit(config, TASKS[task].transductive, model)
+        check_fit(config, TASKS[task].transductive,
+                  lambda: registered_support(task, {"name": model, "kwargs": SMALL[model]}))
     except ValueError:
         return False
     return True
@@ -89,7 +91,9 @@ def test_task_contract(task_name, model, config, data_root, cache_dir, tmp_path)
     assert len(reports) == 1 and task.search_metric in m
     if "prune.method" in config:
         slack = 0.5 if config["prune.method"] == "structured" else 0.01
-        assert SPARSITY - slack <= m["sparsity_actual"] <= SPARSITY + 0.01
+        # structured: a layer between two pruned groups loses rows and columns (GIN's MLPs)
+        most = 1 - (1 - SPARSITY) ** 2 if config["prune.method"] == "structured" else SPARSITY
+        assert SPARSITY - slack <= m["sparsity_actual"] <= most + 0.01
         assert m["avg_bits"] == 32
     else:
         assert m["avg_bits"] == config["quant.bits"]

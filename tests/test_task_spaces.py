@@ -48,15 +48,20 @@ def test_every_bundled_space_loads(name):
 
 def test_valid_task_spaces_load(tmp_path):
     assert _load(tmp_path, GRAPH).reported == ["test_acc"]
+    # GIN's channel groups are found by tracing it: structured pruning runs on it
+    assert _load(tmp_path, GRAPH.replace("[global, none]", "[structured, none]"))
     assert _load(tmp_path, LINK).reported == ["test_roc_auc", "test_ap"]
 
 
 BAD = [
     (GRAPH.replace("[qat, fp32]", "[a2q, fp32]"),
      r"space.quant.method: quant.method='a2q' .* inductive .*allowed: fp32, ptq, qat"),
-    (GRAPH.replace("[global, none]", "[structured, none]"),
-     r"prune.method='structured' does not know the channels of model 'gin'; it supports: "
-     r"spline, gcn, gae"),
+    (GRAPH.replace("[global, none]", "[structured, none]").replace("name: gin", "name: hgpsl"),
+     r"space.prune.method: prune.method='structured' cannot run on this model: it cannot prune "
+     r"layer 'pool1' \(HGPSLPool\): it has no channel pruner; .*; allowed: none, global"),
+    (LINK.replace("[global, none]", "[structured, none]"),
+     r"prune.method='structured' cannot run on this model: it finds no hidden channels .* "
+     r"model NESS .*; allowed: none, global"),
     (GRAPH.replace("name: gin", "name: ness"),
      r"model 'ness' does not fit task 'graph_classification'; allowed: gin, graph_gcn, hgpsl"),
     (GRAPH.replace("split: stratified", "split: public"),

@@ -12,6 +12,7 @@ from trainables.errors import first_line
 from trainables.model_file import StorageError, load_state
 from trainables.models import build_model, model_class, model_label
 from trainables.quantization import attach_activation_quant
+from trainables.structured import replay_removal
 
 
 def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -26,6 +27,8 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                                f"({err})") from None
     try:
         model = build_model(meta["model"], meta["num_features"], meta["num_classes"])
+        if meta.get("structured"):  # removed channels, replayed on the original model
+            replay_removal(model, meta["structured"])
         if meta.get("activation_quant"):
             attach_activation_quant(model, meta["activation_quant"], frozen=True)
         model.load_state_dict(state)

@@ -32,11 +32,12 @@ from trainables.baseline import Baseline
 from trainables.compressed import load_compressed
 from trainables.device import resolve_device, task_to
 from trainables.model_file import StorageError, describe, save_model
-from trainables.models import Target, compression_targets, model_label
+from trainables.models import Target, compression_targets
 from trainables.params import check_fit, complete_config
 from trainables.pruning import Pruner, bake_parametrizations, make_pruner
 from trainables.quantization import QuantizedTensor, Quantizer, get_quantizer
 from trainables.schedules import SCHEDULES
+from trainables.structured import input_spec, structured_support, synthetic_inputs
 from trainables.tasks.common import CrossValidation, summarize_folds, train_step
 
 __all__ = ["MODEL_FILE", "CycleResult", "bake_parametrizations", "load_compressed", "run_cycle"]
@@ -67,7 +68,7 @@ class Compression:
     quantizer: Quantizer
     bits: int | None
     weights_before: int  # compressible weights of the baseline
-    resized: dict[str, Any] = field(default_factory=dict)  # constructor arguments changed
+    header: dict[str, Any] = field(default_factory=dict)  # the pruner's record (removed channels)
 
     def extra_loss(self) -> Tensor | None:
         terms = [t for t in (self.quantizer.penalty(self.model), self.pruner.penalty())
@@ -139,7 +140,7 @@ def setup(config: dict[str, Any], task, baseline: Baseline, seed: int,
     model = baseline.build(device)
     targets = compression_targets(model)
     pruner = make_pruner(config, seed)
-    pruner.prepare(model, targets, config["finetune.epochs"])
+    pruner.prepare(model, targets, config["finetune.epochs"], task.example_inputs())
     quantizer = get_quantizer(config["quant.method"])
     bits = config.get("quant.bits")
     quantizer.prepare(model, targets, bits, task.num_nodes if task.transductive else 0)
@@ -191,12 +192,11 @@ def finetune(task, c: Compression, config: dict[str, Any], report: Report) -> in
 
 def convert(task, baseline: Baseline, c: Compression
             ) -> tuple[dict[str, Any], dict[str, QuantizedTensor]]:
-    """Final masks baked in (and pruned channels removed), integer weights, activation
-    ranges; returns the model's spec (its constructor arguments may have changed) and the
+    """Final masks baked in (and pruned channels removed: the pruner's record goes into the
+    file's header), integer weights, activation ranges; returns the model's spec and the
     integer tensors."""
     model_spec = {**baseline.model, "kwargs": dict(baseline.model.get("kwargs", {}))}
-    c.resized = c.pruner.finalize(c.model, task.example_inputs())
-    model_spec["kwargs"].update(c.resized)
+    c.header = c.pruner.finalize(c.model, task.example_inputs())
     c.targets = compression_targets(c.model)  # channels may have gone
     weights = {name: t.tensor.detach().clone() for name, t in c.targets.items()}
     quantized = c.quantizer.convert(weights, c.targets, c.bits)
@@ -270,8 +270,10 @@ def trial_tags(path: Path, c: Compression, model_spec: dict[str, Any], task,
             for e in describe(path)
         ),
     }
-    if c.resized:  # the pruner changed the model's shape (structured pruning)
-        tags["structured_kwargs"] = ",".join(f"{k}={v}" for k, v in model_spec["kwargs"].items())
+    if "structured" in c.header:  # the pruner removed channels: kept/total per group
+        tags["structured_channels"] = ",".join(
+            f"{layer}={kept}/{total}" for layer, (kept, total)
+            in c.header["structured"]["sizes"].items())
     return tags
 
 
@@ -298,7 +300,8 @@ def _run_one(
     """One cycle on one split: the stages in order, each timed."""
     started = time.perf_counter()
     config = complete_config(config)
-    check_fit(config, task.transductive, model_label(baseline.model))
+    check_fit(config, task.transductive, lambda: structured_support(
+        baseline.build(), synthetic_inputs(input_spec(task.example_inputs()))))
     settings = measure_settings or measure.MeasureSettings()
     where = resolve_device(device)
     watch = measure.Stopwatch()
@@ -315,7 +318,8 @@ def _run_one(
     path = Path(out_dir) / MODEL_FILE
     meta = {"model": model_spec, "num_features": baseline.num_features,
             "num_classes": baseline.num_classes, "config": config, "baseline_key": baseline.key,
-            "activation_quant": c.quantizer.activation_spec, **_data_source(baseline)}
+            "activation_quant": c.quantizer.activation_spec, **_data_source(baseline),
+            **c.header}
     size_bytes, reloaded = save_and_reload(path, c, quantized, meta, watch)
     reloaded.to(where)
     with watch.stage("evaluate"):

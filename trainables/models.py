@@ -202,50 +202,6 @@ class HGPSL(nn.Module):
         return self.lin3(x)
 
 
-@dataclass(frozen=True)
-class ChannelGroup:
-    """Hidden channels that structured pruning removes together.
-
-    ``producer`` is the layer whose output channels they are; ``members`` lists every
-    ``(parameter name, axis)`` indexed by those channels (the producer's weights and bias, the
-    consumer's input weights); ``kwarg`` is the constructor argument holding their count.
-    """
-
-    producer: str
-    members: tuple[tuple[str, int], ...]
-    kwarg: str
-
-
-def _spline_groups(model: nn.Module) -> list[ChannelGroup]:
-    return [ChannelGroup("conv1", (("conv1.weight", 2), ("conv1.lin.weight", 0),
-                                   ("conv1.bias", 0), ("conv2.weight", 1),
-                                   ("conv2.lin.weight", 1)), "hidden")]
-
-
-def _gcn_groups(model: nn.Module) -> list[ChannelGroup]:
-    return [ChannelGroup("conv1", (("conv1.lin.weight", 0), ("conv1.bias", 0),
-                                   ("conv2.lin.weight", 1)), "hidden")]
-
-
-CHANNEL_GROUPS: dict[type, Callable[[nn.Module], list[ChannelGroup]]] = {
-    SplineNet: _spline_groups,
-    GCN: _gcn_groups,
-    GAE: _gcn_groups,
-}
-
-
-def supports_structured(model_name: str) -> bool:
-    """Whether structured pruning knows the channel groups of registered model ``model_name``."""
-    return MODELS.get(model_name) in CHANNEL_GROUPS
-
-
-def channel_groups(model: nn.Module) -> list[ChannelGroup]:
-    """Structured-pruning groups of a registered model (hidden layers only, never the output)."""
-    if type(model) not in CHANNEL_GROUPS:
-        raise ValueError(f"structured pruning does not know model {type(model).__name__}")
-    return CHANNEL_GROUPS[type(model)](model)
-
-
 def message_passing_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Graph convolution layers, whose node-feature inputs activation quantizers act on."""
     from torch_geometric.nn import MessagePassing

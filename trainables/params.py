@@ -7,6 +7,7 @@ values) and by the cycle (final check). Conditions are fixed rules here, never s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,19 +117,22 @@ def complete_config(config: dict[str, Any]) -> dict[str, Any]:
     return validate_config({**DEFAULTS, **config})
 
 
-def check_fit(config: dict[str, Any], transductive: bool, model: str) -> None:
+def check_fit(config: dict[str, Any], transductive: bool,
+              structured: Callable[[], str | None]) -> None:
     """Methods that a task or model cannot run: a one-line error naming what is allowed.
 
     ``transductive``: the task trains and infers on one fixed graph (A2Q's per-node state
-    needs that); ``model``: a registered model name (structured pruning needs its channels).
+    needs that); ``structured``: why structured pruning cannot run on the model, None if it
+    can (e.g. :func:`trainables.structured.registered_support`), asked only when ``config``
+    chooses it.
     """
-    from trainables.models import MODELS, supports_structured
-
     if config.get("quant.method") == "a2q" and not transductive:
         others = [q for q in PARAMS["quant.method"].choices if q != "a2q"]
         raise ValueError("quant.method='a2q' learns per-node state of one fixed graph and this "
                          f"task is inductive (new graphs); allowed: {', '.join(others)}")
-    if config.get("prune.method") == "structured" and not supports_structured(model):
-        known = [m for m in MODELS if supports_structured(m)]
-        raise ValueError(f"prune.method='structured' does not know the channels of model "
-                         f"{model!r}; it supports: {', '.join(known)}")
+    if config.get("prune.method") == "structured":
+        reason = structured()
+        if reason:
+            others = [m for m in PARAMS["prune.method"].choices if m != "structured"]
+            raise ValueError(f"prune.method='structured' cannot run on this model: {reason}; "
+                             f"allowed: {', '.join(others)}")

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from trainables.models import Target, channel_groups
+from trainables.models import Target
 
 Score = Callable[[Tensor, torch.Generator], Tensor]
 SCHEDULES = ("one_shot", "gradual")
@@ -67,8 +67,10 @@ class Pruner:
         """The epoch after which pruning begins (0: from the start)."""
         return 0
 
-    def prepare(self, model: nn.Module, targets: dict[str, Target], epochs: int) -> None:
-        """Hold the masks of the first training epoch (none with no epochs)."""
+    def prepare(self, model: nn.Module, targets: dict[str, Target], epochs: int,
+                example_inputs: tuple = ()) -> None:
+        """Hold the masks of the first training epoch (none with no epochs);
+        ``example_inputs``: one forward's inputs (structured pruning traces them)."""
         self.model, self.targets, self.epochs = model, targets, epochs
         self.start = self.start_epoch(epochs)
         self.at_epoch(1) if epochs else self._prune_to(0.0)
@@ -103,8 +105,8 @@ class Pruner:
 
     def finalize(self, model: nn.Module, example_inputs: tuple) -> dict[str, Any]:
         """The final masks (schedules that had not reached the target), baked into the
-        weights; returns changed constructor arguments of the model (a narrower one for
-        structured pruning)."""
+        weights; returns what the model file's header must record to rebuild the model
+        (structured pruning: which channels it removed)."""
         self._prune_to(self.final)
         bake_parametrizations(model)
         return {}
@@ -152,15 +154,27 @@ class Regularization(Pruner):
 
 class Structured(Pruner):
     """Whole hidden channels, scored by the L2 norm of everything they touch, removed
-    physically at the end (:mod:`trainables.structured`)."""
+    physically at the end. The channel groups are found by tracing the model
+    (:mod:`trainables.structured`)."""
 
     scope = "channel"
+
+    def prepare(self, model: nn.Module, targets: dict[str, Target], epochs: int,
+                example_inputs: tuple = ()) -> None:
+        from trainables.structured import channel_groups, input_spec, synthetic_inputs
+
+        self.groups = channel_groups(model, synthetic_inputs(input_spec(example_inputs)))
+        super().prepare(model, targets, epochs, example_inputs)
+
+    def masks(self, sparsity: float) -> dict[str, Tensor]:
+        return compute_masks(self.name, self.model, self.targets, sparsity, self.seed,
+                             groups=self.groups)
 
     def finalize(self, model: nn.Module, example_inputs: tuple) -> dict[str, Any]:
         from trainables.structured import remove_zero_channels
 
         super().finalize(model, example_inputs)
-        return remove_zero_channels(model, example_inputs)
+        return {"structured": remove_zero_channels(model, example_inputs)}
 
 
 PRUNERS: dict[str, type[Pruner]] = {
@@ -193,22 +207,20 @@ def _keep_mask(scores: Tensor, num_pruned: int) -> Tensor:
     return mask.view_as(scores)
 
 
-def _channel_masks(model: nn.Module, sparsity: float) -> dict[str, Tensor]:
-    """Zero the weakest ``sparsity`` fraction of each hidden channel group."""
-    masks = {}
-    for group in channel_groups(model):
-        current = {name: _effective(model, name) for name, _ in group.members}
-        norms = None
-        for name, axis in group.members:
-            w = current[name].detach()
-            per_channel = w.pow(2).movedim(axis, 0).reshape(w.shape[axis], -1).sum(dim=1)
-            norms = per_channel if norms is None else norms + per_channel
+def _channel_masks(model: nn.Module, sparsity: float, groups: list) -> dict[str, Tensor]:
+    """Zero the weakest ``sparsity`` fraction of each hidden channel group (at least one
+    channel stays); a tensor two groups index holds both groups' masks."""
+    from trainables.structured import channel_norms, group_masks
+
+    def tensor_of(name: str) -> Tensor:
+        return _effective(model, name)
+
+    masks: dict[str, Tensor] = {}
+    for group in groups:
+        norms = channel_norms(group, tensor_of)
         pruned = min(round(sparsity * norms.numel()), norms.numel() - 1)  # width >= 1
-        keep = _keep_mask(norms.sqrt(), pruned)
-        for name, axis in group.members:
-            shape = [1] * current[name].dim()
-            shape[axis] = -1
-            masks[name] = keep.view(shape).expand_as(current[name]).clone()
+        for name, mask in group_masks(group, _keep_mask(norms, pruned), tensor_of).items():
+            masks[name] = masks[name] & mask if name in masks else mask
     return masks
 
 
@@ -225,8 +237,10 @@ def compute_masks(
     targets: dict[str, Target],
     sparsity: float,
     seed: int = 0,
+    groups: list | None = None,
 ) -> dict[str, Tensor]:
-    """Keep-masks (by parameter name) that prune ``sparsity`` of the weights with ``method``.
+    """Keep-masks (by parameter name) that prune ``sparsity`` of the weights with ``method``
+    (``groups``: a channel method's groups, :func:`trainables.structured.channel_groups`).
 
     Scores are taken on the weights as the forward sees them, so already-pruned weights rank
     lowest and gradual steps only add to what was pruned.
@@ -237,7 +251,10 @@ def compute_masks(
     if pruner.scope == "none":
         return {}
     if pruner.scope == "channel":
-        return _channel_masks(model, sparsity)
+        if groups is None:
+            raise ValueError(f"prune.method={method!r} needs the model's channel groups "
+                             "(trainables.structured.channel_groups)")
+        return _channel_masks(model, sparsity, groups)
     generator = torch.Generator().manual_seed(seed)  # one stream: tensors get distinct draws
     scores = {name: pruner.score(t.tensor, generator) for name, t in targets.items()}
     if pruner.scope == "per_tensor":
