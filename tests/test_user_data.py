@@ -13,7 +13,7 @@ import torch
 from spaces import SpaceError, load_space
 from tests.userdata import csv_graph
 from trainables.baseline import baseline_key, get_baseline
-from trainables.data import DatasetMissingError, load_dataset
+from trainables.data import DatasetMissingError, UntrustedDataError, load_dataset
 from trainables.sources import DatasetSourceError
 from trainables.tasks import CrossValidation, build_task
 
@@ -113,6 +113,15 @@ def test_pyg_class_reads_planetoid_cora_from_its_folder(data_root, tmp_path):
     assert (task.num_features, task.num_classes) == (1433, 7)
     assert torch.equal(task.x, builtin.x) and torch.equal(task.train_mask, builtin.train_mask)
     assert (tmp_path / "Planetoid" / "Cora" / "processed").is_dir()
+
+
+def test_pyg_planetoid_raw_pickles_are_checked_as_the_builtin_ones(data_root, tmp_path):
+    raw = tmp_path / "Planetoid" / "Cora" / "raw"
+    shutil.copytree(data_root / "Cora" / "raw", raw)
+    (raw / "ind.cora.x").write_bytes(b"not the known pickle")
+    with pytest.raises(UntrustedDataError, match=r"ind.cora.x is not the known Cora file"):
+        build_task("node_classification", {"loader": "pyg", "class": "Planetoid",
+                                           "name": "Cora"}, tmp_path)
 
 
 def test_pyg_class_reads_tudataset_proteins(data_root, tmp_path):

@@ -270,7 +270,7 @@ def one_graph(obj: Any, dataset: dict[str, Any], task: str, labels: bool) -> Dat
     """The single graph of a node-level task, checked: features ``x`` (float), ``edge_index``
     and, when ``labels``, one integer class per node in ``y``."""
     where = describe(dataset)
-    if isinstance(obj, PygDataset) and "function" not in dataset:
+    if isinstance(obj, PygDataset):  # a pyg class's, or a function's dataset of one graph
         if len(obj) != 1:
             raise DatasetSourceError(f"dataset {where} holds {len(obj)} graphs; task {task!r} "
                                      "needs one graph")
@@ -285,7 +285,7 @@ def one_graph(obj: Any, dataset: dict[str, Any], task: str, labels: bool) -> Dat
             raise DatasetSourceError(f"the graph of {where} has {y.numel()} labels (y) for "
                                      f"{obj.num_nodes} nodes; task {task!r} needs one per node")
         obj.y = y.view(-1)
-    obj.x = obj.x.float()
+    obj.x, obj.edge_index = obj.x.float(), obj.edge_index.long()
     return obj
 
 
@@ -322,9 +322,10 @@ def _check_graph(graph: Data, what: str) -> None:
     if not isinstance(x, Tensor) or x.dim() != 2:
         raise DatasetSourceError(f"{what} has no node features (x of shape [nodes, features]"
                                  f", got {_shape(x)}); give every node a feature vector")
-    if not isinstance(edges, Tensor) or edges.dim() != 2 or edges.size(0) != 2:
-        raise DatasetSourceError(f"{what} has no edge_index of shape [2, edges] (got "
-                                 f"{_shape(edges)})")
+    if not isinstance(edges, Tensor) or edges.dim() != 2 or edges.size(0) != 2 or (
+            edges.is_floating_point()):
+        raise DatasetSourceError(f"{what} has no edge_index of node numbers, shape [2, edges] "
+                                 f"(got {_shape(edges)}, {getattr(edges, 'dtype', None)})")
     if edges.numel() and (int(edges.min()) < 0 or int(edges.max()) >= x.size(0)):
         raise DatasetSourceError(f"{what}: edge_index names node {int(edges.max())} of "
                                  f"{x.size(0)} (x has one row per node, numbered from 0)")

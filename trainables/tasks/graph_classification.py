@@ -126,7 +126,8 @@ def _graphs(given: list[Data], dataset: dict[str, Any]) -> list[Data]:
     loader, where = dataset.get("loader"), sources.describe(dataset)
     for i, data in enumerate(given):
         data = one_hot_atoms(data) if loader == "moleculenet" else data
-        graph = Data(x=data.x.float(), edge_index=data.edge_index, y=data.y.view(-1).long())
+        graph = Data(x=data.x.float(), edge_index=data.edge_index.long(),
+                     y=data.y.view(-1).long())
         if dataset.get("normalize_features"):
             graph = sources.normalize_features(graph, f"dataset {where}: graph {i}")
         graphs.append(graph)
