@@ -34,7 +34,9 @@ class DataSource:
         """The data as messages name it."""
         if self.space is not None:
             return f"space {self.space}'s data"
-        return f"dataset {self.dataset.get('name', '?')} (as the model file records)"
+        from trainables.sources import describe
+
+        return f"dataset {describe(self.dataset)} (as the model file records)"
 
 
 def read_model_meta(model: str) -> dict[str, Any]:
@@ -125,6 +127,7 @@ def infer(model: str, space: str | None, data_root: str | None,
     from trainables.data import resolve_data_root
     from trainables.measure import MeasureSettings
     from trainables.paths import check_folder
+    from trainables.sources import describe
 
     meta = read_model_meta(model)
     source = data_source(meta, space, model)
@@ -140,7 +143,7 @@ def infer(model: str, space: str | None, data_root: str | None,
     figures, tags = deployment.inference_figures(task, deployed, reference, settings)
     result: dict[str, Any] = {
         "model_file": str(model), "space": source.space, "task": source.task,
-        "dataset": source.dataset.get("name"),
+        "dataset": describe(source.dataset),
         **{k: v for k, v in scores.items() if k.startswith("test_")},
         **{k: figures[k] for k in REPORTED},
         "latency_threads": int(tags["latency_threads"]),

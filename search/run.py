@@ -357,7 +357,7 @@ def _open_search_run(client: MlflowClient, experiment_id: str, space: SearchSpac
         client, experiment_id, settings.name,
         params={
             "space": Path(space.source).name, "task": space.task, "model": space.model.label,
-            "dataset": space.dataset.name, "sampler": settings.sampler or space.sampler,
+            "dataset": space.dataset.label, "sampler": settings.sampler or space.sampler,
             "warm_start": settings.warm_start,
             "objectives": ",".join(f"{m}:{d}" for m, d in space.objectives.items()),
             "trials": settings.trials, "concurrency": settings.concurrency,

@@ -43,6 +43,7 @@ from trainables.models import (
 )
 from trainables.params import PARAMS, check_fit, is_active, validate_config
 from trainables.paths import check_length
+from trainables.sources import PYG, describe
 from trainables.tasks import TASKS, TaskSpec
 
 BUNDLED_DIR = Path(__file__).parent
@@ -91,10 +92,17 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
-    """Which data and how it is split; fields a task does not use stay unset (None)."""
+    """Which data and how it is split; fields a task does not use stay unset (None).
 
-    loader: str
-    name: str
+    The source is a ``loader`` with a ``name`` (``pyg``: a ``class`` too), or a ``function``
+    by import path; ``kwargs`` go to the pyg class or the function
+    (:mod:`trainables.sources` checks which combinations make one source)."""
+
+    loader: str | None = None
+    name: str | None = None
+    class_: str | None = Field(None, alias="class")  # loader pyg: a torch_geometric class
+    function: str | None = None  # "package.module:function" returning the data
+    kwargs: dict[str, Any] | None = None  # to the function or the pyg class
     split: str | None = None  # default: the task's first (its TaskSpec's splits)
     num_val: Whole | None = Field(None, ge=1)  # node classification, random split
     num_test: Whole | None = Field(None, ge=1)
@@ -104,17 +112,23 @@ class DatasetSpec(_Strict):
     metric: Literal["acc", "roc_auc"] | None = None  # graph classification: what val_ scores
     batch_size: Whole | None = Field(None, ge=1)  # graph classification
     subgraphs: Whole | None = Field(None, ge=1, le=64)  # link prediction: NESS static subgraphs
-    normalize_features: StrictBool | None = None  # link prediction: rows of x sum to 1
+    normalize_features: StrictBool | None = None  # every task: rows of x sum to 1
     node_attributes: StrictBool | None = None  # graph classification (tu): attributes too
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings given (unset ones left out, so they do not enter cache keys)."""
-        return self.model_dump(exclude_none=True)
+        """The settings given, as the file names them (unset ones left out, so they do not
+        enter cache keys)."""
+        return self.model_dump(exclude_none=True, by_alias=True)
+
+    @property
+    def label(self) -> str:
+        """The data in a few words (its name, class or function), for logs."""
+        return describe(self.as_dict())
 
     @field_validator("loader")
     @classmethod
     def _known_loader(cls, v: str) -> str:
-        return _known(v, LOADERS, "loader")
+        return _known(v, (*LOADERS, PYG), "loader")
 
 
 class ModelSpec(_Strict):
@@ -555,7 +569,8 @@ def _read_text(path: Path) -> str:
 
 def _fields(spec: type[BaseModel]) -> list[str]:
     """The keys a space file may write for ``spec`` (``source`` is set by the loader)."""
-    return [field.alias or name for name, field in spec.model_fields.items() if name != "source"]
+    return [field.alias or name for name, field in spec.model_fields.items()
+            if name != "source"]
 
 
 def _check_names(where: str, mapping: dict, allowed: list[str]) -> None:
@@ -613,7 +628,7 @@ def _where(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             where += f"[{part}]"
-        elif not part.startswith(("list[", "function")):
+        elif not part.startswith(("list[", "function-")):  # pydantic's validator steps
             where += f".{part}" if where else part
     return where
 

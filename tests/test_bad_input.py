@@ -21,6 +21,11 @@ from trainables.model_file import update_meta
 
 REPO = Path(__file__).resolve().parents[1]
 VALID = fh.SPACE.replace("EPOCHS", "{low: 2, high: 3}")
+CORA = "loader: planetoid, name: Cora"  # VALID's data, replaced by other sources below
+BROKEN = "function: 'tests.userdata.broken:{}'"  # dataset functions wrong on purpose
+GRAPHS = re.sub(r"dataset: .*", "dataset: {" + BROKEN.format("mixed_features") + "}",
+                VALID).replace("node_classification", "graph_classification").replace(
+                    "name: gcn", "name: gin")
 
 
 @dataclass
@@ -112,6 +117,35 @@ CASES = {
                             "not allowed", "expected an integer in 1..1024"),
     "missing-dataset": Case(run("--data-root", "{tmp}/empty"), "dataset 'Cora' is not in",
                             "Put its raw files there (ind.cora.x,"),
+    "dataset-function-import": Case(run(), "dataset.function 'tests.userdata.nope:load' "
+                                    "cannot be imported (ModuleNotFoundError: No module named",
+                                    "give a module on the Python path or in the current "
+                                    "folder", space=VALID.replace(
+                                        CORA, "function: 'tests.userdata.nope:load'")),
+    "dataset-function-and-loader": Case(run(), "dataset.function cannot be given with "
+                                        "dataset.loader", "remove one", space=VALID.replace(
+                                            CORA, f"{CORA}, {BROKEN.format('raises')}")),
+    "dataset-function-raises": Case(run(), "dataset.function tests.userdata.broken:raises "
+                                    "raised RuntimeError: nodes.csv: column 'label' is missing",
+                                    "fix the function or its dataset.kwargs",
+                                    space=VALID.replace(CORA, BROKEN.format("raises"))),
+    "dataset-function-type": Case(run(), "dataset.function tests.userdata.broken:wrong_type "
+                                  "returned dict", "task 'node_classification' expects one "
+                                  "torch_geometric.data.Data graph",
+                                  space=VALID.replace(CORA, BROKEN.format("wrong_type"))),
+    "dataset-no-labels": Case(run(), "the graph of tests.userdata.broken:no_labels has no "
+                              "labels (y)", "needs an integer class in y",
+                              space=VALID.replace(CORA, BROKEN.format("no_labels"))),
+    "dataset-feature-counts": Case(run(), "dataset tests.userdata.broken:mixed_features: graph "
+                                   "7 has 5 node features, graph 0 has 3",
+                                   "every graph needs the same features", space=GRAPHS),
+    "pyg-unknown-class": Case(run(), "dataset.class 'Amazonn' is not a torch_geometric.datasets "
+                              "class", "did you mean Amazon", space=VALID.replace(
+                                  CORA, "loader: pyg, class: Amazonn, name: Photo")),
+    "pyg-missing-dataset": Case(run("--data-root", "{tmp}/empty"), "dataset Amazon/Photo is "
+                                "not in", "Put its raw files there (amazon_electronics_photo."
+                                "npz)", space=VALID.replace(
+                                    CORA, "loader: pyg, class: Amazon, name: Photo")),
     "corrupted-baseline": Case(run("--cache-dir", "{tmp}/bad-cache"),
                                "payload is truncated or corrupted (checksum mismatch)",
                                "delete that file and the baseline is trained again"),

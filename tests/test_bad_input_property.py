@@ -247,7 +247,8 @@ def _fits(annotation, value) -> bool:
 
 
 def _wrong_types(spec) -> list[tuple[str, str, Any]]:
-    """(field, label, value) for every value of :data:`WRONG` a field's type does not take."""
+    """(key, label, value) for every value of :data:`WRONG` a field's type does not take
+    (the key as a space file writes it: ``class``, not ``class_``)."""
     return [(info.alias or field, label, value) for field, info in spec.model_fields.items()
             if field != "source" for label, value in WRONG.items()
             if not _fits(info.annotation, value)]  # the key as a file writes it (model.class)

@@ -4,7 +4,9 @@ Splits (``dataset.split``): ``stratified`` (seeded, class shares kept), ``kfold`
 k-fold cross-validation, a :class:`~trainables.tasks.common.CrossValidation` of one task per
 fold)
 and ``scaffold`` (RDKit Murcko scaffolds; molecules only). Scores: accuracy, and ROC-AUC for
-two classes; ``dataset.metric`` says which one the search optimizes.
+two classes; ``dataset.metric`` says which one the search optimizes. The graphs may come
+from any source (:mod:`trainables.sources`); ``normalize_features: true`` scales each
+node's features to sum to one, graph by graph (PyG's ``NormalizeFeatures``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from trainables import data as data_mod
-from trainables import splits
+from trainables import sources, splits
 from trainables.scores import accuracy, roc_auc
 from trainables.tasks.common import CrossValidation
 from trainables.tasks.spec import Dataset, TaskMetrics, TaskSpec
@@ -118,12 +119,18 @@ def one_hot_atoms(data: Data) -> Data:
     return data
 
 
-def _graphs(ds, loader: str) -> list[Data]:
+def _graphs(given: list[Data], dataset: dict[str, Any]) -> list[Data]:
+    """Checked graphs as the models read them: float features (row-normalized if
+    ``normalize_features``), one long label each."""
     graphs = []
-    for data in ds:
+    loader, where = dataset.get("loader"), sources.describe(dataset)
+    for i, data in enumerate(given):
         data = one_hot_atoms(data) if loader == "moleculenet" else data
-        data.y = data.y.view(-1).long()
-        graphs.append(Data(x=data.x.float(), edge_index=data.edge_index, y=data.y))
+        graph = Data(x=data.x.float(), edge_index=data.edge_index.long(),
+                     y=data.y.view(-1).long())
+        if dataset.get("normalize_features"):
+            graph = sources.normalize_features(graph, f"dataset {where}: graph {i}")
+        graphs.append(graph)
     return graphs
 
 
@@ -143,18 +150,20 @@ def split_indices(
 
 
 def build_graph_classification(dataset: dict[str, Any], data_root, seed: int):
-    """Load a TU or MoleculeNet collection and split it; k-fold gives a CrossValidation."""
+    """Load a collection of graphs (TU, MoleculeNet, a pyg class or a dataset function) and
+    split it; k-fold gives a CrossValidation."""
     SPEC.check_dataset(dataset)
     options = {"node_attributes": True} if dataset.get("node_attributes") else {}
-    ds = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root, **options)
-    graphs = _graphs(ds, dataset["loader"])
+    given = sources.graph_list(sources.load_source(dataset, data_root, **options), dataset,
+                               SPEC.name)
+    graphs = _graphs(given, dataset)
     labels = torch.cat([g.y for g in graphs])
-    smiles = [d.smiles for d in ds] if dataset["loader"] == "moleculenet" else None
+    smiles = [d.smiles for d in given] if dataset.get("loader") == "moleculenet" else None
     metric = dataset.get("metric") or "acc"
     num_classes = int(labels.max()) + 1
     if metric == "roc_auc" and num_classes != 2:
-        raise ValueError(f"metric 'roc_auc' needs two classes; {dataset['name']} has "
-                         f"{num_classes}; allowed: acc")
+        raise ValueError(f"metric 'roc_auc' needs two classes; {sources.describe(dataset)} "
+                         f"has {num_classes}; allowed: acc")
     tasks = [
         GraphClassification(
             train=[graphs[i] for i in train],
@@ -180,9 +189,10 @@ def _metrics(dataset: Dataset) -> TaskMetrics:
 
 
 def _check(dataset: Dataset) -> None:
-    if dataset.get("split") == "scaffold" and dataset["loader"] != "moleculenet":
-        raise ValueError(f"dataset.split 'scaffold' needs molecules; loader "
-                         f"{dataset['loader']!r} has none; allowed loader: moleculenet")
+    source = dataset.get("loader", "function")
+    if dataset.get("split") == "scaffold" and source != "moleculenet":
+        raise ValueError(f"dataset.split 'scaffold' needs molecules; loader {source!r} has "
+                         "none; allowed loader: moleculenet")
     split = dataset.get("split") or "stratified"
     if "folds" in dataset and split != "kfold":
         raise ValueError(f"dataset.folds applies only to split: kfold (this split: {split}); "
@@ -190,17 +200,19 @@ def _check(dataset: Dataset) -> None:
     if "test_ratio" in dataset and split == "kfold":
         raise ValueError("dataset.test_ratio does not apply to split: kfold (each fold's test "
                          "set is 1/folds of the graphs); remove it")
-    if dataset.get("node_attributes") and dataset["loader"] != "tu":
-        raise ValueError(f"node_attributes: loader {dataset['loader']!r} has no continuous "
-                         "node attributes; allowed with: tu")
+    if dataset.get("node_attributes") and source != "tu":
+        raise ValueError(f"node_attributes: loader {source!r} has no continuous node "
+                         "attributes; allowed with: tu (a pyg class: kwargs, e.g. "
+                         "{use_node_attr: true})")
 
 
 SPEC = TaskSpec(
     name="graph_classification",
     build=build_graph_classification,
-    loaders=("tu", "moleculenet"),
+    loaders=("tu", "moleculenet", sources.PYG),
     splits=("stratified", "kfold", "scaffold"),
-    options=("val_ratio", "test_ratio", "folds", "metric", "batch_size", "node_attributes"),
+    options=("val_ratio", "test_ratio", "folds", "metric", "batch_size", "node_attributes",
+             "normalize_features"),
     models=("gin", "graph_gcn", "hgpsl"),
     transductive=False,
     metrics=_metrics,

@@ -6,7 +6,8 @@ once). Training follows NESS (Ucar, 2023): the training edges are partitioned on
 subgraph (its edges as positives, fresh random negatives), and a node's embedding at
 evaluation is the mean of its embeddings in each subgraph. ``subgraphs: 1`` is the usual
 full-graph GAE training. ``normalize_features: true`` scales each node's features to sum to
-one (as PyG's autoencoder example does).
+one (PyG's ``NormalizeFeatures``, as PyG's autoencoder example does). The graph may come
+from any source (:mod:`trainables.sources`): only its features and edges are used.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainables import sources
 from trainables.scores import average_precision, roc_auc
 from trainables.tasks.spec import TaskMetrics, TaskSpec
 from trainables.training import StepHooks, optimizer_step
@@ -118,15 +120,18 @@ def _pairs(data) -> tuple[Tensor, Tensor]:
 
 
 def build_link_prediction(dataset: dict[str, Any], data_root, seed: int) -> LinkPrediction:
-    """Load a Planetoid graph, split its edges, partition the training edges."""
+    """Load one graph (a built-in or pyg dataset's, or a dataset function's), split its
+    edges, partition the training edges."""
+    from torch_geometric.data import Data
     from torch_geometric.transforms import RandomLinkSplit
 
-    from trainables import data as data_mod
-
     SPEC.check_dataset(dataset)
-    graph = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root)[0]
-    if dataset.get("normalize_features"):  # rows sum to 1 (PyG's NormalizeFeatures)
-        graph.x = graph.x / graph.x.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    loaded = sources.one_graph(sources.load_source(dataset, data_root), dataset, SPEC.name,
+                               labels=False)
+    # features and edges only: whatever else a graph carries is not split along
+    graph = Data(x=loaded.x, edge_index=loaded.edge_index, num_nodes=loaded.num_nodes)
+    if dataset.get("normalize_features"):
+        graph = sources.normalize_features(graph, f"the graph of {sources.describe(dataset)}")
     splitter = RandomLinkSplit(
         num_val=dataset.get("val_ratio") or 0.05, num_test=dataset.get("test_ratio") or 0.1,
         is_undirected=True, add_negative_train_samples=False, split_labels=True,
@@ -153,7 +158,7 @@ def _metrics(dataset: dict[str, Any]) -> TaskMetrics:
 SPEC = TaskSpec(
     name="link_prediction",
     build=build_link_prediction,
-    loaders=("planetoid",),
+    loaders=("planetoid", sources.PYG),
     splits=("random",),
     options=("val_ratio", "test_ratio", "subgraphs", "normalize_features"),
     models=("ness", "gae"),

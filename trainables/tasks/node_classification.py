@@ -1,4 +1,6 @@
-"""Node classification (Cora and other Planetoid graphs): one graph, a label per node."""
+"""Node classification (Cora and other Planetoid graphs, or any one graph with a label per
+node): full-graph training. ``normalize_features: true`` scales each node's features to sum
+to one (PyG's ``NormalizeFeatures``, as Kipf & Welling's GCN does)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainables import data as data_mod
+from trainables import sources
 from trainables.tasks.spec import Dataset, TaskMetrics, TaskSpec
 from trainables.training import StepHooks, optimizer_step
 
@@ -85,13 +88,16 @@ class NodeClassification:
 def build_node_classification(
     dataset: dict[str, Any], data_root: str | os.PathLike | None, seed: int
 ) -> NodeClassification:
-    """Load a Planetoid graph and split it as ``dataset`` says (``public`` or ``random``)."""
+    """Load one graph (a built-in or pyg dataset's, or a dataset function's) and split it as
+    ``dataset`` says: ``public`` (the graph's own masks) or ``random``."""
     SPEC.check_dataset(dataset)
-    ds = data_mod.load_dataset(dataset["loader"], dataset["name"], data_root)
-    graph = ds[0]
+    graph = sources.one_graph(sources.load_source(dataset, data_root), dataset, SPEC.name,
+                              labels=True)
+    if dataset.get("normalize_features"):
+        graph = sources.normalize_features(graph, f"the graph of {sources.describe(dataset)}")
     split = dataset.get("split", "public")
     if split == "public":
-        train, val, test = graph.train_mask, graph.val_mask, graph.test_mask
+        train, val, test = sources.node_masks(graph, sources.describe(dataset))
     elif split == "random":
         train, val, test = data_mod.random_node_split(
             graph.num_nodes, dataset["num_val"], dataset["num_test"], seed
@@ -106,8 +112,8 @@ def build_node_classification(
         train_mask=train,
         val_mask=val,
         test_mask=test,
-        num_features=ds.num_features,
-        num_classes=ds.num_classes,
+        num_features=graph.x.size(1),
+        num_classes=int(graph.y.max()) + 1,
     )
 
 
@@ -128,9 +134,9 @@ def _check(dataset: Dataset) -> None:
 SPEC = TaskSpec(
     name="node_classification",
     build=build_node_classification,
-    loaders=("planetoid",),
+    loaders=("planetoid", sources.PYG),
     splits=("public", "random"),
-    options=("num_val", "num_test"),  # random split
+    options=("num_val", "num_test", "normalize_features"),  # num_*: random split
     models=("spline", "gcn"),
     transductive=True,
     metrics=_metrics,

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from trainables.sources import SOURCE_KEYS, check_source
+
 Dataset = dict[str, Any]  # a space file's ``dataset:`` settings (unset ones left out)
 
 
@@ -35,9 +37,11 @@ class TaskSpec:
     ``build(dataset, data_root, seed)`` loads and splits the data (a task object, or a
     :class:`~trainables.tasks.common.CrossValidation` of one per fold). ``splits``: the first
     is the default. ``options``: the dataset settings its build reads besides ``loader``,
-    ``name`` and ``split`` (any other is refused: it would be ignored, yet enter the
-    baseline's cache key). ``transductive``: training and inference see one fixed graph (per-node
-    learned state, such as A2Q's, is possible only there). ``metrics(dataset)``: known from
+    ``name`` and ``split`` and the source keys ``function``, ``kwargs`` and ``class`` (any
+    other is refused: it would be ignored, yet enter the baseline's cache key). A dataset
+    from a ``function`` fits every task; ``loaders`` are the loaders that do.
+    ``transductive``: training and inference see one fixed graph (per-node learned state,
+    such as A2Q's, is possible only there). ``metrics(dataset)``: known from
     the space file alone, before any data loads. ``check(dataset)``: rules between dataset
     settings (a ValueError naming what is allowed).
     """
@@ -55,12 +59,13 @@ class TaskSpec:
     def check_dataset(self, dataset: Dataset) -> None:
         """Settings, loader, split and the task's own rules: a one-line ValueError naming
         what fits."""
-        allowed = ("loader", "name", "split", *self.options)
+        allowed = ("loader", "name", "split", *self.options, *SOURCE_KEYS)
         for key in dataset:
             if key not in allowed:
                 raise ValueError(f"dataset.{key} does not apply to task {self.name!r}; "
                                  f"allowed: {', '.join(allowed)}")
-        if dataset["loader"] not in self.loaders:
+        check_source(dataset)
+        if "loader" in dataset and dataset["loader"] not in self.loaders:
             raise ValueError(f"dataset.loader {dataset['loader']!r} does not fit task "
                              f"{self.name!r}; allowed: {', '.join(self.loaders)}")
         split = dataset.get("split")
