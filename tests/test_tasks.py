@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import fast_measure
+from trainables import deployment
 from trainables.baseline import get_baseline
 from trainables.cycle import load_compressed, run_cycle
 from trainables.hgpsl import HGPSLPool, segment_sparsemax
@@ -70,11 +71,16 @@ def test_each_task_and_model_runs_a_cycle(task_name, dataset, model, scores, dat
     assert m["size_bytes"] < 0.3 * baseline.metrics["size_bytes"]
     assert m["size_bytes"] == result.model_path.stat().st_size
     assert result.tags["roundtrip"] == "exact"
-    # the file alone rebuilds a model that scores exactly what the trial reported
+    # the file alone rebuilds the deployed model, which scores exactly what the trial
+    # reported; the eager reloaded model agrees but for rounding (HGP-SL's top-k pooling can
+    # turn a rounding difference into another kept node: 0.8457 against 0.8459 was seen)
     reloaded, meta = load_compressed(result.model_path)
     assert meta["model"]["name"] == model
-    again = task.evaluate(reloaded)
+    deployed, _ = deployment.load_deployed(result.model_path, task)
+    again = task.evaluate(deployed)
     assert {k: again[k] for k in scores} == {k: m[k] for k in scores}
+    eager = task.evaluate(reloaded)
+    assert {k: eager[k] for k in scores} == pytest.approx({k: m[k] for k in scores}, abs=0.02)
 
 
 def test_cross_validated_trial_runs_every_fold(data_root, cache_dir, tmp_path):
