@@ -50,6 +50,11 @@ def _add_run(sub) -> None:
                      help="GPUs Ray reserves for each trial, fractions allowed (0.25: four "
                           "trials share a GPU); trials then run on cuda (default: 0, CPUs "
                           "only)")
+    run.add_argument("--py-modules", action="append", default=[], metavar="PATH",
+                     help="a folder, module file or wheel of your own code (a model class or "
+                          "dataset function) for Ray to ship to every node (repeatable; "
+                          "source folders of the space's import paths are found and shipped "
+                          "without it)")
     run.add_argument("--name", help="search name = MLflow experiment = Tune experiment: "
                      "letters, digits, '.', '_', '-', at most 100 characters (default: "
                      "<space>-<date>-<time>)")
@@ -214,7 +219,8 @@ def cmd_run(args) -> int:
         name = args.resume
         outcome = resume_search(name, storage_location, address=args.address,
                                 progress=not args.quiet, data_root=args.data_root,
-                                cache_dir=args.cache_dir)
+                                cache_dir=args.cache_dir,
+                                py_modules=tuple(args.py_modules))
     else:
         space = load_space(args.space)
         name = (args.name if args.name is not None  # --name "" is refused, not replaced
@@ -228,6 +234,7 @@ def cmd_run(args) -> int:
             sampler=args.sampler, warm_start=not args.no_warm_start, paper_grid=args.paper_grid,
             early_stopping=args.early_stopping, max_failures=args.max_failures,
             trial_timeout_s=args.trial_timeout, gpus_per_trial=args.gpus_per_trial,
+            py_modules=tuple(args.py_modules),
         )
         outcome = run_search(space, settings)
     stopped = (f", {outcome.early_stopped} stopped early ({outcome.epochs_saved} epochs saved)"

@@ -9,12 +9,14 @@ every node and driver needs the cluster's token (README, "Security").
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import json
 import logging
 import os
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -23,7 +25,7 @@ from analysis.tracking_store import check_tracking_uri
 from search import limits
 from search.env import QUIET_ENV
 from trainables.errors import first_line
-from trainables.paths import check_folder
+from trainables.paths import check_folder, check_length
 
 ADDRESS_HELP = "auto, HOST:PORT (a cluster's GCS) or ray://HOST:PORT (Ray Client)"
 PACKAGES = ("search", "spaces", "trainables", "analysis")
@@ -54,10 +56,11 @@ def _job_runtime_env() -> dict[str, Any]:
     return json.loads(text).get("runtime_env") or {}
 
 
-def runtime_env(cluster: bool) -> dict[str, Any]:
-    """What trials need besides the installed dependencies: quiet settings, and on a
-    cluster the project's code. Fields a submitted job already sets are left to the job
-    (Ray refuses to merge a field set twice)."""
+def runtime_env(cluster: bool, user_code: Sequence[str] = ()) -> dict[str, Any]:
+    """What trials need besides the installed dependencies: quiet settings, on a cluster
+    the project's code, and the user's code (``user_code``: folders or files, see
+    :func:`user_code`) as ``py_modules``. Fields a submitted job already sets are left to
+    the job (Ray refuses to merge a field set twice)."""
     job = _job_runtime_env()
     job_vars = job.get("env_vars") or {}
     env: dict[str, Any] = {}
@@ -75,7 +78,64 @@ def runtime_env(cluster: bool) -> dict[str, Any]:
             import importlib
 
             env["py_modules"] = [importlib.import_module(p) for p in PACKAGES]
+    if user_code and "py_modules" not in job:
+        env["py_modules"] = [*env.get("py_modules", []), *user_code]
     return env
+
+
+def check_py_module(path: str) -> str:
+    """A ``--py-modules`` PATH: an existing package folder, module file or wheel; returns it
+    absolute."""
+    if not path:
+        raise ValueError("--py-modules '' is empty; allowed: a package folder, a module file "
+                         "(.py) or a wheel (.whl)")
+    check_length(path, "--py-modules")
+    p = Path(path).expanduser()
+    try:
+        if p.is_dir() or (p.is_file() and p.suffix in (".py", ".whl")):
+            return str(p.resolve())
+        what = "a file that is not .py or .whl" if p.is_file() else "not found"
+    except OSError as err:
+        what = err.strerror or type(err).__name__
+    raise ValueError(f"--py-modules {path}: {what}; allowed: a package folder, a module file "
+                     "(.py) or a wheel (.whl) for Ray to ship to every node")
+
+
+def _source_of(module: str) -> Path | None:
+    """The folder of top-level package ``module`` (or its file), where Python finds it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+
+
+def user_code(import_paths: Sequence[str], given: Sequence[str], cluster: bool) -> list[str]:
+    """The user's code trials import, to ship as ``py_modules``: the ``--py-modules`` paths
+    (``given``), and the top-level package of each import path the space names
+    (``model.class``, ``dataset.function``, a plugin's class) unless it is installed in
+    site-packages (a dependency every node installs, as torch_geometric) or, on a cluster,
+    inside the project's working_dir (shipped already). A source folder (``pip install
+    -e``, the current folder, PYTHONPATH) is shipped."""
+    shipped = [str(Path(p).resolve()) for p in given]
+    root = project_root() if cluster else None
+    for path in import_paths:
+        top = path.partition(":")[0].split(".")[0]
+        if top in PACKAGES or top in sys.stdlib_module_names:
+            continue
+        source = _source_of(top)
+        if source is None:
+            continue
+        installed = any(part in ("site-packages", "dist-packages") for part in source.parts)
+        if installed or (root is not None and root in source.parents):
+            continue
+        if not any(source == Path(s) or Path(s) in source.parents for s in shipped):
+            shipped.append(str(source))
+    return shipped
 
 
 def check_address(address: str) -> None:
@@ -184,13 +244,14 @@ def check_gpus(gpus_per_trial: float, node_gpus: list[float], where: str) -> Non
                          f"the largest node of {where}; allowed: (0, {most:g}]")
 
 
-def connect(address: str | None, object_store_bytes: int) -> Joined:
+def connect(address: str | None, object_store_bytes: int,
+            user_modules: Sequence[str] = ()) -> Joined:
     """Join the cluster at ``address`` (None: start Ray on this machine, on 127.0.0.1
-    only)."""
+    only); ``user_modules``: the user's code for every worker (:func:`user_code`)."""
     import ray
     from ray.exceptions import AuthenticationError
 
-    env = runtime_env(cluster=address is not None)
+    env = runtime_env(cluster=address is not None, user_code=user_modules)
     logging.getLogger("ray._private.worker").addFilter(_known_excludes)
     try:
         if address:

@@ -76,6 +76,7 @@ class SearchSettings:
     max_failures: int = 2  # retries of a trial whose worker or node is lost
     trial_timeout_s: float | None = None  # a trial still fine-tuning after this fails
     gpus_per_trial: float = 0.0  # > 0: Ray reserves this share of a GPU, the trial runs on it
+    py_modules: tuple[str, ...] = ()  # the user's code Ray ships to every worker (--py-modules)
 
     @property
     def device(self) -> str:
@@ -117,6 +118,7 @@ def check_settings(settings: SearchSettings, resuming: bool = False) -> None:
     if settings.trial_timeout_s is not None:
         limits.TRIAL_TIMEOUT.check(settings.trial_timeout_s)
     limits.GPUS_PER_TRIAL.check(settings.gpus_per_trial)
+    settings.py_modules = tuple(cluster.check_py_module(p) for p in settings.py_modules)
     if not settings.name:
         raise ValueError("--name '' is empty; give a name of letters, digits, '.', '_' and '-', "
                          "or leave out --name for <space>-<date>-<time>")
@@ -210,11 +212,13 @@ def prepare(space: SearchSpace, settings: SearchSettings):
     return task, baseline, cached
 
 
-def _init_ray(settings: SearchSettings) -> int:
-    """Start or join Ray (saying on stderr which cluster it joined); returns the cluster's
-    CPU count."""
+def _init_ray(space: SearchSpace, settings: SearchSettings) -> int:
+    """Start or join Ray (saying on stderr which cluster it joined), shipping the user's
+    code the space names; returns the cluster's CPU count."""
     apply_quiet_env()
-    joined = cluster.connect(settings.address, OBJECT_STORE_BYTES)
+    code = cluster.user_code(space.import_paths(), settings.py_modules,
+                             cluster=settings.address is not None)
+    joined = cluster.connect(settings.address, OBJECT_STORE_BYTES, code)
     if settings.concurrency > joined.cpus:
         raise ValueError(
             f"--concurrency {settings.concurrency} exceeds the cluster's {joined.cpus} CPUs "
@@ -275,13 +279,13 @@ def _started(space: SearchSpace, settings: SearchSettings,
     try:
         # On a cluster, Ray first: one too small for --concurrency is refused before any data
         # or baseline work. Here, data first: a missing dataset is refused without Ray.
-        cpus = _init_ray(settings) if settings.address else 0
+        cpus = _init_ray(space, settings) if settings.address else 0
         task, baseline, cached = prepare(space, settings)
         if baseline_key is not None and baseline.key != baseline_key:
             raise ValueError(f"the FP32 baseline of search {settings.name!r} changed (key "
                              f"{baseline_key} -> {baseline.key}); resume with the "
                              "--cache-dir it ran with")
-        cpus = cpus or _init_ray(settings)
+        cpus = cpus or _init_ray(space, settings)
         yield _Started(task, baseline, cached, cpus)
     finally:
         if ray.is_initialized():
@@ -531,7 +535,8 @@ def load_saved(name: str, storage_location: str | Path) -> tuple[SearchSpace, Se
 
 def resume_search(name: str, storage_location: str | Path, address: str | None = None,
                   progress: bool = True, data_root: str | None = None,
-                  cache_dir: str | None = None) -> SearchOutcome:
+                  cache_dir: str | None = None, py_modules: tuple[str, ...] = ()
+                  ) -> SearchOutcome:
     """Continue a search whose driver stopped (killed, lost, Ctrl-C) to its full trial count.
 
     Finished trials are kept, never rerun; trials that were running start again (from
@@ -539,6 +544,7 @@ def resume_search(name: str, storage_location: str | Path, address: str | None =
     on from its saved state; MLflow runs are reused (see :class:`MlflowTrialCallback`)."""
     space, settings, saved = load_saved(name, storage_location)
     settings.address, settings.progress = address, progress
+    settings.py_modules = tuple(py_modules)  # where the user's code is: per invocation
     settings.data_root = data_root or settings.data_root
     settings.cache_dir = cache_dir or settings.cache_dir
     check_settings(settings, resuming=True)

@@ -36,6 +36,7 @@ from trainables.model_check import check_model_on_task
 from trainables.models import (
     build_model,
     check_kwargs,
+    class_path,
     import_class,
     is_builtin,
     model_class,
@@ -359,6 +360,16 @@ class SearchSpace(_Strict):
         return registered_support(self.task, self.model.as_dict())
 
     # ---- what the search and the trial command use -------------------------------------
+
+    def import_paths(self) -> list[str]:
+        """The user's code this space imports (``package.module:name``): the model's class
+        (a plugin's resolved to its class) and the dataset's function; none for built-ins."""
+        paths = []
+        if not self.model.builtin:
+            paths.append(self.model.class_ or class_path(model_class(self.model.as_dict())))
+        if self.dataset.function is not None:
+            paths.append(self.dataset.function)
+        return paths
 
     def check_on_data(self, task) -> None:
         """A user's class (or a plugin's) built at the loaded ``task``'s sizes and run once

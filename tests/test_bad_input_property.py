@@ -110,6 +110,7 @@ KINDS: dict[str, dict[str, str]] = {
     "allowed_hosts": {"empty": "", "comma": ","},
     "model_file": {**PATHS, "missing": "{tmp}/missing.gnnz", "a-folder": "{tmp}/a-folder",
                    "not-a-model": "{tmp}/a-file"},
+    "py_module": {**PATHS, "missing": "{tmp}/missing", "not-a-module": "{tmp}/a-file"},
 }
 # (command, dest) -> kind; every option that takes a value must be here (or be a number).
 OPTION_KINDS = {
@@ -119,6 +120,7 @@ OPTION_KINDS = {
     "address": "address", "set": "set", "experiment": "experiment",
     "experiments": "experiment", "objectives": "objectives", "constraint": "constraint",
     "run_id": "run_id", "host": "host", "allowed_hosts": "allowed_hosts",
+    "py_modules": "py_module",
     ("trial", "out"): "out_folder", ("report", "out"): "out_folder",
     ("pareto", "out"): "out_file", ("export", "out"): "out_new_file",
     ("sync", "name"): "search_name", ("infer", "model"): "model_file",
@@ -143,7 +145,8 @@ BASE = {
     "compare": ["compare", "--experiments", "existing", "other", "--tracking-uri", "{uri}"],
     "infer": ["infer", "--model", "{tmp}/model.gnnz"],
 }
-RESUME_OPTIONS = ("resume", "address", "storage", "data_root", "cache_dir")  # the rest: run's
+# the options --resume takes (the rest: run's)
+RESUME_OPTIONS = ("resume", "address", "storage", "data_root", "cache_dir", "py_modules")
 
 
 def _subparsers() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
 from trainables.errors import first_line
+from trainables.imports import import_module
 from trainables.spline_conv import SplineConv
 
 
@@ -257,12 +258,13 @@ def import_class(path: str) -> type[nn.Module]:
         raise ValueError(f"model class {path!r} is not an import path; expected "
                          "'package.module:Class'")
     try:
-        value: Any = importlib.import_module(module_name)
+        value: Any = import_module(module_name)
         for part in attr.split("."):
             value = getattr(value, part)
     except Exception as err:  # ImportError, AttributeError, or the module's own error
         raise ValueError(f"cannot import model class {path!r} ({first_line(err)}); install "
-                         "the package that holds it or put it on PYTHONPATH") from None
+                         "the package that holds it, put it on PYTHONPATH or run from its "
+                         "folder") from None
     return _module_class(value, f"model class {path!r}")
 
 

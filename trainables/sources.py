@@ -19,10 +19,8 @@ one-line :class:`DatasetSourceError` naming the source and what the task expects
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from torch_geometric.data import Dataset as PygDataset
 
 from trainables import data as data_mod
 from trainables.errors import first_line
+from trainables.imports import import_module
 
 PYG = "pyg"  # the loader of any torch_geometric.datasets class
 SOURCE_KEYS = ("function", "kwargs", "class")  # besides loader and name
@@ -84,18 +83,6 @@ def check_source(dataset: dict[str, Any]) -> None:
                          "name, e.g. {loader: planetoid, name: Cora}")
 
 
-def _import(module: str):
-    """``module`` from the Python path, else from the current folder (as ``python -m``)."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        cwd = os.getcwd()
-        if cwd in sys.path or not (err.name and module.startswith(err.name)):
-            raise
-        sys.path.append(cwd)  # after everything installed: the current folder shadows nothing
-        return importlib.import_module(module)
-
-
 def resolve_function(path: str) -> Callable[..., Any]:
     """The callable ``package.module:function`` names; a one-line error if it is not one."""
     module, sep, name = str(path).partition(":")
@@ -103,7 +90,7 @@ def resolve_function(path: str) -> Callable[..., Any]:
         raise ValueError(f"dataset.function {path!r} is not an import path; expected "
                          "'package.module:function'")
     try:
-        obj = _import(module)
+        obj = import_module(module)
     except Exception as err:  # the module itself may raise anything while it imports
         raise ValueError(f"dataset.function {path!r} cannot be imported "
                          f"({first_line(err, with_type=True)}); give a module on the Python "
