@@ -99,6 +99,9 @@ class DatasetSpec(_Strict):
     by import path; ``kwargs`` go to the pyg class or the function
     (:mod:`trainables.sources` checks which combinations make one source)."""
 
+    # ``class`` in a file, ``class_`` in Python (a model_dump() builds the spec again)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
     loader: str | None = None
     name: str | None = None
     class_: str | None = Field(None, alias="class")  # loader pyg: a torch_geometric class

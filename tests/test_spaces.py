@@ -269,3 +269,20 @@ def test_sampler_names_agree():
         make_sampler(name, seed=0, trials=8)
     with pytest.raises(ValueError, match="unknown sampler 'cmaes'; allowed: tpe, nsga2, random"):
         make_sampler("cmaes", seed=0, trials=8)
+
+
+def test_a_dumped_space_builds_the_same_space_again(tmp_path):
+    """What the benchmarks do (``type(space)(**space.model_dump())``), also with the keys
+    a file writes under another name in Python (``class``)."""
+    path = tmp_path / "pyg.yaml"
+    path.write_text(textwrap.dedent("""\
+        task: node_classification
+        dataset: {loader: pyg, class: Planetoid, name: Cora, split: public}
+        model: {class: "tests.usermodels.models:SAGE", kwargs: {hidden: 8}}
+        objectives: {val_acc: max, size_bytes: min}
+        space: {prune.method: [global, none]}
+        """))
+    for space in (load_space("cora_node"), load_space(path)):
+        again = type(space)(**space.model_dump())
+        assert again.dataset.as_dict() == space.dataset.as_dict()
+        assert again.model.as_dict() == space.model.as_dict()
