@@ -188,7 +188,8 @@ CASES = {
                            space=VALID.replace("hidden: 16", "hidden: -5")),
     "model-class-import": Case(run(), "model.class: cannot import model class "
                                "'no_such_pkg.models:SAGE' (No module named 'no_such_pkg')",
-                               "install the package that holds it or put it on PYTHONPATH",
+                               "install the package that holds it, put it on PYTHONPATH or run "
+                               "from its folder",
                                space=VALID.replace("name: gcn",
                                                    'class: "no_such_pkg.models:SAGE"')),
     "model-class-not-a-module": Case(run(), "model class 'tests.usermodels.models:NotAModule' "
