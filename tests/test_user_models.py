@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -99,8 +100,8 @@ def test_the_cache_key_follows_class_kwargs_and_code(tmp_path, monkeypatch):
 LOAD_ERRORS = {
     "no-module": (_cls("SAGE").replace(PKG, "no_such_pkg.models"),
                   "model.class: cannot import model class 'no_such_pkg.models:SAGE' (No module "
-                  "named 'no_such_pkg'); install the package that holds it or put it on "
-                  "PYTHONPATH"),
+                  "named 'no_such_pkg'); install the package that holds it, put it on "
+                  "PYTHONPATH or run from its folder"),
     "no-attribute": (_cls("Missing"), f"model.class: cannot import model class '{PKG}:Missing' "
                      f"(module '{PKG}' has no attribute 'Missing')"),
     "not-a-path": ('{class: "tests.usermodels.models.SAGE"}', "model.class: model class "
@@ -129,13 +130,22 @@ def test_a_bad_model_is_refused_when_the_space_loads(case, tmp_path):
     assert "\n" not in str(err.value) and message in str(err.value), str(err.value)
 
 
-def test_structured_pruning_does_not_know_a_users_class(tmp_path):
-    text = _space(tmp_path, _cls("SAGE")).read_text().replace("[global, none]",
-                                                              "[structured, none]")
-    (tmp_path / "space.yaml").write_text(text)
-    with pytest.raises(SpaceError, match=r"space.prune.method: prune.method='structured' does "
-                       rf"not know the channels of model '{PKG}:SAGE'"):
-        load_space(tmp_path / "space.yaml")
+def test_structured_pruning_refuses_a_users_layer_it_cannot_prune(tmp_path):
+    """DependencyGraph finds a user's SAGEConv channels; a multi-head GATConv is refused when
+    the space loads, in one line naming the layer."""
+    for cls, kwargs in (("SAGE", "{hidden: 16}"), ("GAT", "{}")):
+        model = f'{{class: "{PKG}:{cls}", kwargs: {kwargs}}}'
+        text = _space(tmp_path, model).read_text().replace("[global, none]", "[structured, none]")
+        (tmp_path / "space.yaml").write_text(text)
+        if cls == "SAGE":
+            assert load_space(tmp_path / "space.yaml").model.as_dict()["class"] == f"{PKG}:SAGE"
+            continue
+        with pytest.raises(SpaceError) as err:
+            load_space(tmp_path / "space.yaml")
+        assert "\n" not in str(err.value), str(err.value)
+        assert re.search(r"space.prune.method: prune.method='structured' .*cannot prune layer "
+                         r"'conv1' \(GATConv\): GATConv with heads=2 couples heads x channels",
+                         str(err.value)), str(err.value)
 
 
 # ---- checked on the real data ----------------------------------------------------------------
@@ -397,7 +407,7 @@ def test_a_model_file_whose_class_is_gone_is_one_line(sage_file, tmp_path):
     assert str(err.value) == (
         f"{path}: its model 'gone_pkg.models:SAGE' cannot be loaded (cannot import model class "
         "'gone_pkg.models:SAGE' (No module named 'gone_pkg'); install the package that holds "
-        "it or put it on PYTHONPATH)")
+        "it, put it on PYTHONPATH or run from its folder)")
 
 
 def test_infer_runs_a_users_model_file(sage_file, data_root, capsys, monkeypatch):
