@@ -172,49 +172,59 @@ def end_trial_run(client: MlflowClient, run_id: str, outcome: str, *,
                   model_dir: Path | None = None, error: str | None = None,
                   logged: Collection[tuple[str, int]] = ()) -> None:
     """How a trial's run ends in MLflow, live (:class:`MlflowTrialCallback`) or caught up
-    from Tune's storage (:mod:`search.sync`): ``metrics`` are written first, then by
-    ``outcome`` (:data:`TRIAL_STATUSES`):
+    from Tune's storage (:mod:`search.sync`): ``metrics``, then by ``outcome``
+    (:data:`TRIAL_STATUSES`):
 
     - ``finished``: the trial's ``record`` (per-epoch and final metrics, skipping what
       ``logged`` says MLflow has already; its tags) and its model files from
       ``model_dir``; FINISHED.
     - ``stopped`` (early stopping): the early-stopped tag; KILLED.
     - ``failed``: ``error`` as the error tag; FAILED.
+
+    Metrics and tags go in as few ``log_batch`` calls as MLflow's limits allow (one for a
+    trial of up to ~900 metrics): each call is a database transaction on the driver's loop.
     """
     if outcome not in TRIAL_STATUSES:
         raise ValueError(f"unknown trial outcome {outcome!r}; allowed: "
                          f"{', '.join(TRIAL_STATUSES)}")
-    for batch in _chunks(list(metrics), 1000):  # MLflow's batch limit
-        client.log_batch(run_id, metrics=batch)
+    metrics = list(metrics)
     if outcome == "finished":
-        _log_record(client, run_id, record, model_dir, logged)
+        now = int(time.time() * 1000)
+        metrics += [m for m in record_metrics(record, now) if (m.key, m.step) not in logged]
+        tags = [RunTag(k, str(v)) for k, v in (record.get("tags") or {}).items()]
     elif outcome == "stopped":
-        client.set_tag(run_id, EARLY_STOPPED_TAG, "true")
+        tags = [RunTag(EARLY_STOPPED_TAG, "true")]
     else:
-        client.set_tag(run_id, ERROR_TAG, error)
-    client.set_terminated(run_id, TRIAL_STATUSES[outcome])
-
-
-def _log_record(client: MlflowClient, run_id: str, record: dict[str, Any],
-                model_dir: Path | None, logged: Collection[tuple[str, int]]) -> None:
-    """A finished trial's metrics, tags and model files."""
-    now = int(time.time() * 1000)
-    metrics = [m for m in record_metrics(record, now) if (m.key, m.step) not in logged]
-    for batch in _chunks(metrics, 1000):  # MLflow's batch limit
-        client.log_batch(run_id, metrics=batch)
-    tags = [RunTag(k, str(v)) for k, v in (record.get("tags") or {}).items()]
-    for batch in _chunks(tags, 100):
-        client.log_batch(run_id, tags=batch)
-    if model_dir is not None:
+        tags = [RunTag(ERROR_TAG, error)]
+    log_batches(client, run_id, metrics, tags)
+    if outcome == "finished" and model_dir is not None:
         for path in sorted(model_dir.iterdir()):
             if path.is_file() and path.name != RECORD_FILE:
                 client.log_artifact(run_id, str(path), artifact_path="model")
+    client.set_terminated(run_id, TRIAL_STATUSES[outcome])
+
+
+BATCH_ENTRIES, BATCH_TAGS = 1000, 100  # MLflow's log_batch limits
+
+
+def log_batches(client: MlflowClient, run_id: str, metrics: list[Metric],
+                tags: list[RunTag]) -> None:
+    """``metrics`` and ``tags`` in the fewest ``log_batch`` calls: at most 100 tags and 1000
+    entries in all per call."""
+    while metrics or tags:
+        batch_tags, tags = tags[:BATCH_TAGS], tags[BATCH_TAGS:]
+        room = BATCH_ENTRIES - len(batch_tags)
+        batch_metrics, metrics = metrics[:room], metrics[room:]
+        client.log_batch(run_id, metrics=batch_metrics, tags=batch_tags)
 
 
 def read_record(folder: str | Path) -> dict[str, Any] | None:
     """The record a finished trial saved beside its model (None: it saved none)."""
     path = Path(folder) / RECORD_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+LIVE_FLUSH_S = 2.0  # per-epoch metrics of a running trial reach MLflow at most this often
 
 
 class MlflowTrialCallback(Callback):
@@ -243,6 +253,7 @@ class MlflowTrialCallback(Callback):
         self._attempts: dict[str, int] = {}  # trial_id -> runs made for it so far
         self._logged: dict[str, set[tuple[str, int]]] = {}  # (metric, step) already written
         self._pending: dict[str, list[Metric]] = {}
+        self._flushed: dict[str, float] = {}  # trial_id -> when its metrics were last written
         self._seconds: dict[str, float] = {}  # driver time spent tracking each trial
         self._errors: dict[str, str] = {}  # failure messages reported by trials
         self._retried: dict[str, str] = {}  # trial_id -> why its last attempt was lost
@@ -317,6 +328,7 @@ class MlflowTrialCallback(Callback):
             self.client.log_batch(self._runs[trial_id], metrics=batch)
         self._logged.setdefault(trial_id, set()).update((m.key, m.step) for m in pending)
         self._pending[trial_id] = []
+        self._flushed[trial_id] = time.monotonic()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         if trial.trial_id in self._done:
@@ -342,7 +354,10 @@ class MlflowTrialCallback(Callback):
         self._run_id(trial)
         rows = result.get("history") or [result]  # per-epoch rows arrive in ~10 chunks
         self._pending[trial.trial_id].extend(history_metrics(rows, int(time.time() * 1000)))
-        self._flush(trial.trial_id)  # live in the MLflow UI while the trial runs
+        # live in the MLflow UI while the trial runs, one write per LIVE_FLUSH_S at most (a
+        # write is a database transaction on the driver's loop: short trials would pay ~10)
+        if time.monotonic() - self._flushed.get(trial.trial_id, float("-inf")) >= LIVE_FLUSH_S:
+            self._flush(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         trial_id = trial.trial_id
@@ -368,7 +383,11 @@ class MlflowTrialCallback(Callback):
         """Write what is pending and end the trial's run (:func:`end_trial_run`); a trial
         that ran to its end (``started`` given) also gets the driver's time tracking it."""
         run_id = self._run_id(trial)
-        self._flush(trial.trial_id)
+        if record is None:
+            self._flush(trial.trial_id)
+        else:  # the record holds every epoch: what is pending goes in with it, in one write
+            self._pending[trial.trial_id] = []
+        self._flushed.pop(trial.trial_id, None)
         metrics = []
         if started is not None:
             self._timed(trial.trial_id, started)
@@ -394,6 +413,7 @@ class MlflowTrialCallback(Callback):
         self._errors.pop(trial_id, None)
         run_id = self._runs.pop(trial_id, None)
         self._pending.pop(trial_id, None)
+        self._flushed.pop(trial_id, None)
         self._logged.pop(trial_id, None)
         if run_id is not None:
             self._guard(self.client.delete_run, run_id)
