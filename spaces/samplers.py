@@ -13,9 +13,9 @@ from typing import Any
 
 
 def _tpe(seed: int, trials: int) -> Any:
-    import optuna
+    from spaces.tpe import SplitOnceTPESampler
 
-    return optuna.samplers.TPESampler(
+    return SplitOnceTPESampler(
         seed=seed,
         n_startup_trials=max(2, min(10, trials // 4)),  # small searches still use TPE
         multivariate=True,
