@@ -137,17 +137,36 @@ img { max-width: 49%; }
 """
 
 
+MAX_SHOWN = 2000  # trials in an interactive figure or the importance estimate
+
+
+def thinned(frame: pd.DataFrame, keep: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
+    """``frame`` when it has at most ``limit`` rows; else the rows also in ``keep`` (the
+    Pareto front) and a seeded random sample of the others, ``limit`` rows in all. A page
+    of 10,000 hoverable points and lines loads in seconds and shows nothing more."""
+    limit = MAX_SHOWN if limit is None else limit
+    if len(frame) <= limit:
+        return frame
+    kept = frame.index.intersection(keep.index)
+    others = frame.drop(index=kept)
+    sample = others.sample(n=max(0, limit - len(kept)), random_state=0)
+    return pd.concat([frame.loc[kept], sample]).sort_index()
+
+
 def _figures(trials: pd.DataFrame, result, objectives: dict[str, str],
              baseline: dict[str, float], out_dir: Path) -> dict[str, str]:
-    """Each figure as HTML: the PNGs (also written to ``out_dir``) inline, the plotly
-    figures as divs that rely on the page's one copy of plotly.js."""
+    """Each figure as HTML: the PNGs (every trial; also written to ``out_dir``) inline, the
+    plotly figures (at most :data:`MAX_SHOWN` trials, the front always among them) as divs
+    that rely on the page's one copy of plotly.js."""
     from analysis import plots
 
     pngs = plots.pareto_pngs(result.feasible, result.front, objectives, baseline, result.knee,
                              out_dir)
-    importance_png = plots.importance_png(param_importances(trials, objectives), out_dir)
-    interactive = plots.interactive_front(result.feasible, result.front, objectives, baseline)
-    parcoords = plots.parallel_coordinates(trials, objectives)
+    importance_png = plots.importance_png(
+        param_importances(thinned(trials, trials.iloc[:0]), objectives), out_dir)
+    interactive = plots.interactive_front(thinned(result.feasible, result.front), result.front,
+                                          objectives, baseline)
+    parcoords = plots.parallel_coordinates(thinned(trials, result.front), objectives)
     return {
         "interactive": interactive.to_html(full_html=False, include_plotlyjs=False,
                                            div_id="pareto-interactive"),
@@ -167,6 +186,9 @@ def _summary(trials: pd.DataFrame, excluded: dict[str, int], objectives: dict[st
         "left out (not finished)": ", ".join(f"{n} {s}" for s, n in excluded.items()) or "none",
         "constraints": ", ".join(map(str, constraints)) or "none",
         "meeting constraints": len(result.feasible),
+        **({"interactive figures and importances": f"the Pareto-optimal and a random sample, "
+            f"{MAX_SHOWN} of {len(trials)} trials (the PNGs show every trial)"}
+           if len(trials) > MAX_SHOWN else {}),
         "Pareto-optimal": len(result.front),
         "objectives": ", ".join(f"{m}:{d}" for m, d in objectives.items()),
         "hypervolume": f"{result.hypervolume:.6g}",

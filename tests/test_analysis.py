@@ -159,3 +159,23 @@ def test_report_sections_and_figures(tmp_path):
     assert 'id="pareto-interactive"' in page and 'id="parallel-coordinates"' in page
     assert (tmp_path / "r" / "pareto_val_acc_vs_size_bytes.png").is_file()
     assert page.count("data:image/png;base64,") >= 1
+
+
+def test_a_report_of_many_trials_samples_its_interactive_figures(tmp_path, monkeypatch):
+    import analysis.report as report
+
+    rng = np.random.default_rng(0)
+    trials = pd.DataFrame({"run_id": [f"{i:012d}" for i in range(60)], "search": ["s"] * 60,
+                           "val_acc": rng.uniform(0.5, 0.9, 60),
+                           "size_bytes": rng.uniform(10, 300, 60),
+                           "prune.method": ["global"] * 60,
+                           "prune.sparsity": rng.uniform(0.3, 0.9, 60)})
+    front = pareto_front(trials, OBJ)
+    shown = report.thinned(trials, front, limit=20)
+    assert len(shown) == 20 and set(front.index) <= set(shown.index)
+    assert shown.index.equals(report.thinned(trials, front, limit=20).index)  # seeded
+    assert report.thinned(trials, front, limit=60) is trials
+    monkeypatch.setattr(report, "MAX_SHOWN", 20)
+    page = report.build_report(trials, {}, pd.DataFrame(), OBJ, tmp_path / "r").read_text()
+    assert ("<tr><th>interactive figures and importances</th><td>the Pareto-optimal and a "
+            "random sample, 20 of 60 trials (the PNGs show every trial)</td></tr>") in page
