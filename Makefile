@@ -54,6 +54,7 @@ bench: venv $(BIN)/.reference data
 	$(BIN)/python bench/search_efficiency.py --quick
 	$(BIN)/python bench/baselines.py --quick
 	$(BIN)/python bench/early_stopping.py --quick
+	$(BIN)/python bench/scale.py --quick
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts ray_results gnn-search-trial .pytest_cache

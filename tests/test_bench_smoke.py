@@ -13,11 +13,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _quick(script: str, *args: str) -> list[str]:
+def _quick(script: str, *args: str, timeout: int = 600) -> list[str]:
     """Run ``bench/<script> --quick --no-write``; its stdout lines (fails on a non-zero exit)."""
     proc = subprocess.run(
         [sys.executable, f"bench/{script}", "--quick", "--no-write", *args],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
+        capture_output=True, text=True, cwd=REPO, timeout=timeout,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -96,3 +96,17 @@ def test_inference_bench_quick(data_root, cache_dir):
         assert f"| {name}" in rows
     out = "\n".join(lines)
     assert "conv1:" in out and ("| PASS |" in out or "| **MISS** |" in out)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_scale_bench_quick(data_root, cache_dir):
+    # 32 instant trials per search on a loopback head, 300 runs for the analysis: the three
+    # parts run, and the soak's bookkeeping (none lost, none twice, every model) holds
+    lines = _quick("scale.py", "--data-root", str(data_root), "--cache-dir", str(cache_dir),
+                   timeout=1200)
+    assert re.fullmatch(r"scale wall_ratio=\d+\.\d\d growth=\d+\.\d\d analysis "
+                        r"worst_ratio=\d+\.\d\d soak finished=32/32 ok=True", lines[-1]), lines[-1]
+    out = "\n".join(lines)
+    for part in ("state_save", "optuna_suggest", "mlflow_complete", "| server | compare |"):
+        assert part in out, part
