@@ -195,7 +195,7 @@ def end_trial_run(client: MlflowClient, run_id: str, outcome: str, *,
     elif outcome == "stopped":
         tags = [RunTag(EARLY_STOPPED_TAG, "true")]
     else:
-        tags = [RunTag(ERROR_TAG, error)]
+        tags = [RunTag(ERROR_TAG, str(error))]  # as set_tag writes it
     log_batches(client, run_id, metrics, tags)
     if outcome == "finished" and model_dir is not None:
         for path in sorted(model_dir.iterdir()):
