@@ -160,12 +160,11 @@ def orchestration(args, work: Path, trials: int) -> dict:
         runs = _trial_runs(uri, "scale-service")
         finished = [r for r in runs if r.info.status == "FINISHED"]
         calls = json.loads(profile.read_text())
-        t0 = min(at for _, at, _ in calls)
         # the MLflow callback's on_trial_complete: when the driver took each trial's result
         service_done = [at for part, at, _ in calls if part == "mlflow_complete"]
         service = {"wall_s": _search_wall_s(uri, "scale-service"), "total_s": service_total,
                    "finished": len(finished), "done": service_done,
-                   "calls": [c for c in calls if c[1] >= t0]}
+                   "calls": calls}
 
         plain_out = work / "plain.json"
         with (work / "plain.log").open("w") as out:
