@@ -267,7 +267,8 @@ def test_sampler_names_agree():
 
     for name in SAMPLERS:
         make_sampler(name, seed=0, trials=8)
-    with pytest.raises(ValueError, match="unknown sampler 'cmaes'; allowed: tpe, nsga2, random"):
+    with pytest.raises(ValueError, match="unknown sampler 'cmaes'; allowed: tpe, gp, nsga2, "
+                                         "nsga3, qmc, random"):
         make_sampler("cmaes", seed=0, trials=8)
 
 
