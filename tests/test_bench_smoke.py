@@ -69,6 +69,19 @@ def test_search_efficiency_bench_quick(data_root, cache_dir):
 
 
 @pytest.mark.slow
+def test_search_quality_bench_quick(data_root, cache_dir):
+    """Real cycles, cached on disk: the headline names both samplers' ratio at 8 trials,
+    each a fraction of the reference front (which holds every evaluated configuration)."""
+    lines = _quick("search_quality.py", "--data-root", str(data_root),
+                   "--cache-dir", str(cache_dir), timeout=900)
+    ratios = dict(part.split("=") for part in lines[-1].split())
+    assert set(ratios) == {"cora_node.tpe_ratio_at_8", "cora_node.random_ratio_at_8"}
+    assert all(0 < float(v) <= 1 for v in ratios.values())
+    out = "\n".join(lines)
+    assert "| tpe |" in out and "| random |" in out and "reference front" in out
+
+
+@pytest.mark.slow
 def test_baselines_bench_quick(data_root, cache_dir):
     lines = _quick("baselines.py", "--data-root", str(data_root), "--cache-dir", str(cache_dir))
     rows = [line for line in lines if line.startswith("| ")]
