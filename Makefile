@@ -52,6 +52,7 @@ bench: venv $(BIN)/.reference data
 	$(BIN)/python bench/inference.py --quick
 	$(BIN)/python bench/overhead.py --quick
 	$(BIN)/python bench/search_efficiency.py --quick
+	$(BIN)/python bench/search_quality.py --quick
 	$(BIN)/python bench/baselines.py --quick
 	$(BIN)/python bench/early_stopping.py --quick
 	$(BIN)/python bench/scale.py --quick

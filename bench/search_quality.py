@@ -5,9 +5,10 @@ The reference front of a space is the non-dominated set of every distinct config
 benchmark has evaluated on it (every sampler's runs, topped up with random configurations to
 ``--reference-min``). Its hypervolume, against one fixed reference point, is the denominator
 of the hypervolume ratio reported at each budget (median and range over seeds, the same seeds
-for every sampler). The reference point is fixed by the uncompressed model (no pruning, FP32,
-the space's default fine-tuning): 80% of its validation score, its size, twice its latency;
-a configuration worse than that in any objective adds nothing.
+for every sampler), on the axes score, log10 size and log10 latency. The reference point is
+fixed by the uncompressed model (no pruning, FP32, the space's default fine-tuning): 80% of
+its validation score, its size, twice its latency; a configuration worse than that in any
+objective adds nothing.
 
 Every search is one Optuna ask/tell study of the largest budget (the sampler sized for it, as
 ``gnn-search run --trials`` sizes it) with the service's define-by-run space; the ratio at a
@@ -36,6 +37,7 @@ import argparse
 import fcntl
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import statistics
@@ -52,8 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import append_result, parse_args
 
-PLOTS = Path(__file__).with_name("plots")
-STORE = Path(__file__).with_name("search_quality")
+REPO = Path(__file__).resolve().parents[1]
+PLOTS = REPO / "bench" / "plots"
+STORE = REPO / "bench" / "search_quality"
 SPACES = ("cora_node", "proteins", "bbbp")
 SAMPLERS = ("tpe", "gp", "nsga2", "nsga3", "qmc", "random")
 WARM_FILE = "tpe + warm_start"  # the default sampler with the space file's points
@@ -261,6 +264,14 @@ def reference_point(uncompressed: dict[str, float], objectives: dict[str, str]
     return ref
 
 
+def scaled(metrics: dict[str, float], objectives: dict[str, str]) -> dict[str, float]:
+    """The hypervolume's axes: the score as it is, minimized objectives (size, latency) in
+    log10, so halving the size counts the same at 100 KB as at 10 KB (in bytes, every model
+    10x smaller than the dense one would hold 90% of the size axis)."""
+    return {m: metrics[m] if d == "max" else math.log10(metrics[m])
+            for m, d in objectives.items()}
+
+
 def ratio_curve(rows: list[dict], objectives: dict[str, str], reference: dict[str, float],
                 reference_hv: float) -> list[float]:
     """Hypervolume ratio of the first i+1 evaluations, for each i."""
@@ -288,16 +299,21 @@ def analyze(space_name: str, count: int, evaluations: dict[str, dict], uncompres
 
     objectives = objective_names(load_space(space_name), count)
     reference = reference_point(uncompressed["metrics"], objectives)
+    scaled_reference = scaled(reference, objectives)
     everything = pd.DataFrame([r["metrics"] for r in evaluations.values()])[list(objectives)]
     front = pareto_front(everything, objectives)
-    reference_hv = hypervolume(front, objectives, reference)
+    reference_hv = hypervolume(pd.DataFrame([scaled(m, objectives) for m in
+                                             front.to_dict("records")]),
+                               objectives, scaled_reference)
     out = {"objectives": objectives, "reference": reference, "reference_hv": reference_hv,
            "distinct": len(everything), "front": len(front), "samplers": {}}
     for label, seeded in curves_by.items():
         per_seed = {}
         for seed, rows in sorted(seeded.items()):
             per_seed[seed] = {
-                "ratio": ratio_curve(rows, objectives, reference, reference_hv),
+                "ratio": ratio_curve([{"metrics": scaled(r["metrics"], objectives)}
+                                      for r in rows], objectives, scaled_reference,
+                                     reference_hv),
                 "epochs": _cumulative(r["epochs"] for r in rows),
                 "wall_s": _cumulative(r["wall_s"] for r in rows),
             }
@@ -485,9 +501,8 @@ def main() -> None:
                     evaluations[k] for k in runs[study.key()]]
             results[count] = analyze(space_name, count, evaluations, uncompressed, curves_by,
                                      args.budgets)
-        path = PLOTS / f"search_quality_{space_name}.png"
-        if not args.no_write:
-            plot(space_name, results, path)
+        path = (store if args.no_write else PLOTS) / f"search_quality_{space_name}.png"
+        plot(space_name, results, path)
         sections.append(section(space_name, results, args, path))
         last[space_name] = results
     body = "\n\n".join(sections) + (
@@ -539,7 +554,8 @@ def section(space_name: str, results: dict[int, dict], args: argparse.Namespace,
             best = best_sampler(result, [b for b in (16, 32) if b <= max(args.budgets)])
             lines += [f"Default ({DEFAULT}): " + "; ".join(checks) + f". Best at 16-32 trials "
                       f"(mean of the medians): {best}.", ""]
-    lines.append(f"Plot: `bench/plots/{plot_path.name}`.")
+    shown = plot_path.relative_to(REPO) if plot_path.is_relative_to(REPO) else plot_path
+    lines.append(f"Plot: `{shown}`.")
     return "\n".join(lines)
 
 

@@ -40,6 +40,12 @@ def test_reference_point_is_fixed_by_the_uncompressed_model():
     assert ref == pytest.approx({"val_acc": 0.64, "size_bytes": 1000.0, "latency_ms": 4.0})
 
 
+def test_minimized_objectives_count_in_factors():
+    objectives = {"val_acc": "max", "size_bytes": "min", "latency_ms": "min"}
+    out = sq.scaled({"val_acc": 0.8, "size_bytes": 1000.0, "latency_ms": 0.1}, objectives)
+    assert out == pytest.approx({"val_acc": 0.8, "size_bytes": 3.0, "latency_ms": -1.0})
+
+
 def test_ratio_curve_rises_to_one_on_the_reference_set():
     rows = [_row("a", 0.70, 900), _row("b", 0.75, 500), _row("c", 0.60, 100),
             _row("d", 0.78, 800)]
