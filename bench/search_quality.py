@@ -25,7 +25,8 @@ machine can extend the committed cache. ``--workers`` runs studies in parallel p
 
     python bench/search_quality.py [--quick] [--space NAME ...] [--objectives 2,3]
         [--samplers tpe,gp,...] [--seeds N] [--budgets 8,16,32,64] [--reference-min N]
-        [--workers K] [--store DIR] [--data-root DIR] [--cache-dir DIR] [--no-write]
+        [--workers K] [--store DIR] [--analyze-only] [--data-root DIR] [--cache-dir DIR]
+        [--no-write]
 
 Targets (search-quality issue): the default sampler's median ratio >= 0.97 at 32 trials and
 >= 0.93 at 16 on each space; the default beats random at 16 trials on >= 4 of 5 seeds.
@@ -59,6 +60,12 @@ PLOTS = REPO / "bench" / "plots"
 STORE = REPO / "bench" / "search_quality"
 SPACES = ("cora_node", "proteins", "bbbp")
 SAMPLERS = ("tpe", "gp", "nsga2", "nsga3", "qmc", "random")
+# The default sampler with one setting changed, to find out what its figures point to.
+VARIANTS = {
+    "tpe-startup4": {"n_startup_trials": 4},  # 4 random trials before TPE, whatever the budget
+    "tpe-univariate": {"multivariate": False, "group": False},  # Optuna's TPESampler defaults
+    "tpe-candidates96": {"n_ei_candidates": 96},  # 4x the candidates per suggestion
+}
 WARM_FILE = "tpe + warm_start"  # the default sampler with the space file's points
 DEFAULT = "tpe"
 CYCLE_SEED = 0
@@ -189,13 +196,19 @@ def objective_names(space, count: int) -> dict[str, str]:
     return dict(list(names.items())[:count])
 
 
+def make_variant(name: str, seed: int, trials: int):
+    """A registry sampler, or the default TPE with one of :data:`VARIANTS`' changes."""
+    from spaces.samplers import make_sampler, tpe
+
+    return tpe(seed, trials, **VARIANTS[name]) if name in VARIANTS else make_sampler(
+        name, seed, trials)
+
+
 def run_study(study: Study, store: str, data_root: str | None, cache_dir: str | None
               ) -> tuple[Study, list[str]]:
     """Run one search (in a worker); the evaluation keys in trial order."""
     import optuna
     import torch
-
-    from spaces.samplers import make_sampler
 
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -204,7 +217,7 @@ def run_study(study: Study, store: str, data_root: str | None, cache_dir: str | 
     objectives = objective_names(evaluate.space, study.objectives)
     optuna_study = optuna.create_study(
         directions=["maximize" if d == "max" else "minimize" for d in objectives.values()],
-        sampler=make_sampler(study.sampler, study.seed, study.trials))
+        sampler=make_variant(study.sampler, study.seed, study.trials))
     points = evaluate.space.warm_start_points(baseline=True)
     for point in points if study.warm == "file" else points[:1]:
         optuna_study.enqueue_trial(point)
@@ -411,11 +424,11 @@ def _int_list(text: str) -> list[int]:
 
 def _samplers(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in SAMPLERS]
+    bad = [n for n in names if n not in SAMPLERS and n not in VARIANTS]
     if bad or not names:
         named = ", ".join(map(repr, bad)) or repr(text)
         raise argparse.ArgumentTypeError(f"unknown sampler(s) {named}; allowed: "
-                                         f"{', '.join(SAMPLERS)}")
+                                         f"{', '.join(SAMPLERS + tuple(VARIANTS))}")
     return names
 
 
@@ -444,6 +457,8 @@ def options(parser: argparse.ArgumentParser) -> None:
                         help="skip the 'tpe + warm_start' runs")
     parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
                         help="parallel worker processes (default: 2 or the cores)")
+    parser.add_argument("--analyze-only", action="store_true",
+                        help="report the studies the store holds; run nothing")
     parser.add_argument("--store", type=Path, default=None,
                         help=f"evaluation and study cache (default {STORE.name}/ beside this "
                              "script; --quick: a temporary one)")
@@ -476,10 +491,12 @@ def main() -> None:
             if DEFAULT in args.samplers and not args.no_warm_file:
                 studies += [Study(space_name, count, DEFAULT, seed, trials, warm="file")
                             for seed in range(args.seeds)]
-    run_all(studies, store, args)
+    if not args.analyze_only:
+        run_all(studies, store, args)
     for space_name in spaces:  # top the reference set up with random configurations
         seed = TOP_UP_SEED
-        while len(read_lines_by_key(evaluations_path(store, space_name))) < args.reference_min:
+        while (not args.analyze_only and len(read_lines_by_key(
+                evaluations_path(store, space_name))) < args.reference_min):
             run_all([Study(space_name, min(args.objectives), "random", s, 64)
                      for s in (seed, seed + 1)], store, args)
             seed += 2
@@ -497,11 +514,14 @@ def main() -> None:
                 if study.space != space_name or (study.objectives != count and not (
                         study.sampler == "random" and study.warm == "baseline")):
                     continue
+                if study.key() not in runs:  # --analyze-only: not run yet
+                    continue
                 curves_by.setdefault(study.label, {})[study.seed] = [
                     evaluations[k] for k in runs[study.key()]]
             results[count] = analyze(space_name, count, evaluations, uncompressed, curves_by,
                                      args.budgets)
-        path = (store if args.no_write else PLOTS) / f"search_quality_{space_name}.png"
+        plots = Path(tempfile.mkdtemp(prefix="bench-quality-plots-")) if args.no_write else PLOTS
+        path = plots / f"search_quality_{space_name}.png"
         plot(space_name, results, path)
         sections.append(section(space_name, results, args, path))
         last[space_name] = results
