@@ -25,8 +25,8 @@ machine can extend the committed cache. ``--workers`` runs studies in parallel p
 
     python bench/search_quality.py [--quick] [--space NAME ...] [--objectives 2,3]
         [--samplers tpe,gp,...] [--seeds N] [--budgets 8,16,32,64] [--reference-min N]
-        [--workers K] [--store DIR] [--analyze-only] [--data-root DIR] [--cache-dir DIR]
-        [--no-write]
+        [--workers K] [--seed-check N] [--store DIR] [--analyze-only] [--data-root DIR]
+        [--cache-dir DIR] [--no-write]
 
 Targets (search-quality issue): the default sampler's median ratio >= 0.97 at 32 trials and
 >= 0.93 at 16 on each space; the default beats random at 16 trials on >= 4 of 5 seeds.
@@ -173,17 +173,17 @@ class Evaluator:
 
         return validate_config({**self.space.defaults(), **params})
 
-    def __call__(self, config: dict[str, Any]) -> dict:
+    def __call__(self, config: dict[str, Any], seed: int = CYCLE_SEED) -> dict:
         from trainables.cycle import run_cycle
 
-        key = config_key(config, CYCLE_SEED)
+        key = config_key(config, seed)
         if key not in self.known:
             self.known.update({row["key"]: row for row in read_lines(self.path)})
         if key not in self.known:
             started = time.perf_counter()
             metrics = run_cycle(config, self.task, self.baseline, lambda r: None, self.work,
-                                seed=CYCLE_SEED, measure_settings=self.measure).metrics
-            row = {"key": key, "config": config, "seed": CYCLE_SEED,
+                                seed=seed, measure_settings=self.measure).metrics
+            row = {"key": key, "config": config, "seed": seed,
                    "metrics": {k: float(v) for k, v in metrics.items()
                                if isinstance(v, (int, float)) and not isinstance(v, bool)},
                    "epochs": int(config.get("finetune.epochs", 0)),
@@ -329,13 +329,15 @@ def analyze(space_name: str, count: int, evaluations: dict[str, dict], uncompres
     objectives = objective_names(load_space(space_name), count)
     reference = reference_point(uncompressed["metrics"], objectives)
     scaled_reference = scaled(reference, objectives)
-    everything = pd.DataFrame([r["metrics"] for r in evaluations.values()])[list(objectives)]
+    everything = pd.DataFrame([r["metrics"] for r in evaluations.values()],
+                              index=list(evaluations))[list(objectives)]
     front = pareto_front(everything, objectives)
     reference_hv = hypervolume(pd.DataFrame([scaled(m, objectives) for m in
                                              front.to_dict("records")]),
                                objectives, scaled_reference)
     out = {"objectives": objectives, "reference": reference, "reference_hv": reference_hv,
-           "distinct": len(everything), "front": len(front), "samplers": {}}
+           "distinct": len(everything), "front": len(front), "samplers": {},
+           "front_keys": list(front.index)}
     for label, seeded in curves_by.items():
         per_seed = {}
         for seed, rows in sorted(seeded.items()):
@@ -349,6 +351,32 @@ def analyze(space_name: str, count: int, evaluations: dict[str, dict], uncompres
         out["samplers"][label] = per_seed
     out["budgets"] = budgets
     return out
+
+
+def seed_check(evaluate: Evaluator, evaluations: dict[str, dict], result: dict,
+               seeds: list[int]) -> str:
+    """How much of the reference front is the luck of one seed: its configurations run again
+    at other cycle seeds, the front's hypervolume with each point's mean score."""
+    import pandas as pd
+
+    from analysis.pareto import hypervolume
+
+    objectives = result["objectives"]
+    score = next(m for m, d in objectives.items() if d == "max")
+    averaged, drops = [], []
+    for key in result["front_keys"]:
+        row = evaluations[key]
+        scores = [row["metrics"][score]] + [evaluate(row["config"], seed)["metrics"][score]
+                                            for seed in seeds]
+        averaged.append({**row["metrics"], score: statistics.mean(scores)})
+        drops.append(scores[0] - statistics.mean(scores))
+    hv = hypervolume(pd.DataFrame([scaled(m, objectives) for m in averaged]), objectives,
+                     scaled(result["reference"], objectives))
+    return (f"Seed check: the {len(drops)} reference-front configurations run again at cycle "
+            f"seeds {seeds}: their {score} is {statistics.mean(drops):+.4f} above their mean "
+            f"over seeds {[CYCLE_SEED, *seeds]} (median {statistics.median(drops):+.4f}); with "
+            f"the mean scores the front keeps {hv / result['reference_hv']:.3f} of its "
+            "hypervolume (the rest is the luck of seed 0 among every configuration tried).")
 
 
 def _cumulative(values: Iterable[float]) -> list[float]:
@@ -476,6 +504,9 @@ def options(parser: argparse.ArgumentParser) -> None:
                         help="skip the 'tpe + warm_start' runs")
     parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
                         help="parallel worker processes (default: 2 or the cores)")
+    parser.add_argument("--seed-check", type=int, default=2,
+                        help="run the reference front's configurations again at this many "
+                             "other cycle seeds (default 2; 0: do not)")
     parser.add_argument("--analyze-only", action="store_true",
                         help="report the studies the store holds; run nothing")
     parser.add_argument("--store", type=Path, default=None,
@@ -492,7 +523,7 @@ def main() -> None:
     if args.quick:
         args.space, args.objectives, args.samplers = ["cora_node"], [2], ["tpe", "random"]
         args.seeds, args.budgets, args.reference_min, args.workers = 1, [4, 8], 0, 1
-        args.no_warm_file = True
+        args.no_warm_file, args.seed_check = True, 0
         args.store = args.store or Path(tempfile.mkdtemp(prefix="bench-quality-store-"))
     store = args.store or STORE
     spaces = args.space or list(SPACES)
@@ -514,8 +545,8 @@ def main() -> None:
         run_all(studies, store, args)
     for space_name in spaces:  # top the reference set up with random configurations
         seed = TOP_UP_SEED
-        while (not args.analyze_only and len(read_lines_by_key(
-                evaluations_path(store, space_name))) < args.reference_min):
+        while (not args.analyze_only
+               and len(searched_evaluations(store, space_name)) < args.reference_min):
             run_all([Study(space_name, min(args.objectives), "random", s, 64)
                      for s in (seed, seed + 1)], store, args)
             seed += 2
@@ -524,7 +555,7 @@ def main() -> None:
     for space_name in spaces:
         evaluate = Evaluator(space_name, store, args.data_root, args.cache_dir)
         uncompressed = evaluate(evaluate.config({"prune.method": "none", "quant.method": "fp32"}))
-        evaluations = read_lines_by_key(evaluations_path(store, space_name))
+        evaluations = searched_evaluations(store, space_name)
         runs = {row["study"]: row["keys"] for row in read_lines(studies_path(store, space_name))}
         results = {}
         for count in args.objectives:
@@ -543,6 +574,9 @@ def main() -> None:
         path = plots / f"search_quality_{space_name}.png"
         plot(space_name, results, path)
         sections.append(section(space_name, results, args, path))
+        if args.seed_check and 2 in results:  # the score-size front
+            sections.append(seed_check(evaluate, evaluations, results[2],
+                                       list(range(1, args.seed_check + 1))))
         last[space_name] = results
     body = "\n\n".join(sections) + (
         f"\n\nSeeds {list(range(args.seeds))} for every sampler; budgets {args.budgets} "
@@ -566,6 +600,13 @@ def main() -> None:
 def read_lines_by_key(path: Path) -> dict[str, dict]:
     """Distinct evaluations of a store file, by key."""
     return {row["key"]: row for row in read_lines(path)}
+
+
+def searched_evaluations(store: Path, space: str) -> dict[str, dict]:
+    """The distinct configurations evaluated at the searches' cycle seed (not the seed
+    check's reruns), by key."""
+    return {k: row for k, row in read_lines_by_key(evaluations_path(store, space)).items()
+            if row["seed"] == CYCLE_SEED}
 
 
 def section(space_name: str, results: dict[int, dict], args: argparse.Namespace,

@@ -102,3 +102,21 @@ def test_bad_sampler_names_are_named():
     with pytest.raises(argparse.ArgumentTypeError,
                        match="unknown sampler\\(s\\) 'cmaes'; allowed: tpe, gp, nsga2"):
         sq._samplers("tpe,cmaes")
+
+
+@pytest.mark.parametrize("name", list(sq.VARIANTS))
+def test_every_tpe_variant_builds_and_searches(name):
+    import optuna
+
+    from spaces import load_space
+
+    space = load_space("cora_node")
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=sq.make_variant(name, 0, 32))
+    for i in range(6):
+        trial = study.ask()
+        space.define_by_run(trial)
+        study.tell(trial, [i / 10, 1 - i / 10])
+    assert len(study.trials) == 6
+    assert sq.make_variant("tpe-startup-half", 0, 32)._n_startup_trials == 16
+    assert sq.quarter_gamma(10) == 3 and sq.quarter_gamma(400) == 25
