@@ -70,6 +70,8 @@ VARIANTS = {
     "tpe-startup-half": {"n_startup_trials": "half"},  # random for half the budget, then TPE
     # 4 random trials, as the default sizes a 16-trial search: at 16 this is `--trials 16`
     "tpe-startup4": {"n_startup_trials": 4},
+    # the random start-up trials cover every pruning and every quantization method
+    "tpe-stratified": {"stratified_start": True},
 }
 WARM_FILE = "tpe + warm_start"  # the default sampler with the space file's points
 DEFAULT = "tpe"
@@ -208,11 +210,29 @@ def make_variant(name: str, seed: int, trials: int):
     if name not in VARIANTS:
         return make_sampler(name, seed, trials)
     changes = dict(VARIANTS[name])
+    changes.pop("stratified_start", None)
     if changes.get("gamma") == "quarter":
         changes["gamma"] = quarter_gamma
     if changes.get("n_startup_trials") == "half":
         changes["n_startup_trials"] = max(2, trials // 2)
     return tpe(seed, trials, **changes)
+
+
+def stratified_points(space: dict[str, Any], seed: int, count: int) -> list[dict[str, str]]:
+    """``count`` partial points that between them use every pruning method but ``none`` and
+    every quantization method but ``fp32`` (shuffled by ``seed``, paired cyclically); the
+    other parameters are left to the sampler's random start."""
+    import random
+
+    rng = random.Random(seed)
+    prune = [m for m in space.get("prune.method", []) if m != "none"]
+    quant = [m for m in space.get("quant.method", []) if m != "fp32"]
+    rng.shuffle(prune)
+    rng.shuffle(quant)
+    if count <= 0 or not prune or not quant:
+        return []
+    return [{"prune.method": prune[i % len(prune)], "quant.method": quant[i % len(quant)]}
+            for i in range(max(count, len(prune), len(quant)))]
 
 
 def quarter_gamma(n: int) -> int:
@@ -235,7 +255,11 @@ def run_study(study: Study, store: str, data_root: str | None, cache_dir: str | 
         directions=["maximize" if d == "max" else "minimize" for d in objectives.values()],
         sampler=make_variant(study.sampler, study.seed, study.trials))
     points = evaluate.space.warm_start_points(baseline=True)
-    for point in points if study.warm == "file" else points[:1]:
+    points = points if study.warm == "file" else points[:1]
+    if VARIANTS.get(study.sampler, {}).get("stratified_start"):
+        startup = optuna_study.sampler._n_startup_trials
+        points += stratified_points(evaluate.space.space, study.seed, startup - len(points))
+    for point in points:
         optuna_study.enqueue_trial(point)
     keys = []
     for _ in range(study.trials):

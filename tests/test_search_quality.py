@@ -120,3 +120,14 @@ def test_every_tpe_variant_builds_and_searches(name):
     assert len(study.trials) == 6
     assert sq.make_variant("tpe-startup-half", 0, 32)._n_startup_trials == 16
     assert sq.quarter_gamma(10) == 3 and sq.quarter_gamma(400) == 25
+
+
+def test_stratified_start_covers_every_method():
+    space = {"prune.method": ["global", "structured", "random", "none"],
+             "quant.method": ["qat", "ptq", "fp32"]}
+    points = sq.stratified_points(space, 0, 7)
+    assert len(points) == 7
+    assert {p["prune.method"] for p in points} == {"global", "structured", "random"}
+    assert {p["quant.method"] for p in points} == {"qat", "ptq"}
+    assert len(sq.stratified_points(space, 0, 2)) == 3  # every method at least once
+    assert sq.stratified_points(space, 0, 0) == []
