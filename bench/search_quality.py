@@ -493,6 +493,15 @@ def _int_list(text: str) -> list[int]:
     return sorted(set(values))
 
 
+def whole(minimum: int):
+    """An argparse type: a whole number >= ``minimum``, else one line naming the value."""
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
+        return int(text)
+    return parse
+
+
 def _samplers(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     bad = [n for n in names if n not in SAMPLERS and n not in VARIANTS]
@@ -518,17 +527,17 @@ def options(parser: argparse.ArgumentParser) -> None:
                         help="objective sets: 2 = score, size; 3 = + latency (default 2,3)")
     parser.add_argument("--samplers", type=_samplers, default=list(SAMPLERS),
                         help=f"samplers to compare (default {','.join(SAMPLERS)})")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per sampler (default 5)")
+    parser.add_argument("--seeds", type=whole(1), default=5, help="seeds per sampler (default 5)")
     parser.add_argument("--budgets", type=_int_list, default=[8, 16, 32, 64],
                         help="trial budgets to report (default 8,16,32,64)")
-    parser.add_argument("--reference-min", type=int, default=400,
+    parser.add_argument("--reference-min", type=whole(0), default=400,
                         help="distinct configurations the reference front is taken from, at "
                              "least (topped up with random ones; default 400)")
     parser.add_argument("--no-warm-file", action="store_true",
                         help="skip the 'tpe + warm_start' runs")
-    parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
+    parser.add_argument("--workers", type=whole(1), default=max(1, min(2, os.cpu_count() or 1)),
                         help="parallel worker processes (default: 2 or the cores)")
-    parser.add_argument("--seed-check", type=int, default=2,
+    parser.add_argument("--seed-check", type=whole(0), default=2,
                         help="run the reference front's configurations again at this many "
                              "other cycle seeds (default 2; 0: do not)")
     parser.add_argument("--analyze-only", action="store_true",
@@ -541,9 +550,6 @@ def options(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     args = parse_args(__doc__, "cora_node, tpe and random, 1 seed, 8 trials, 2 objectives",
                       options)
-    if args.seeds < 1 or args.workers < 1 or args.reference_min < 0:
-        sys.exit(f"--seeds and --workers must be >= 1 and --reference-min >= 0 (got "
-                 f"{args.seeds}, {args.workers}, {args.reference_min})")
     if args.quick:
         args.space, args.objectives, args.samplers = ["cora_node"], [2], ["tpe", "random"]
         args.seeds, args.budgets, args.reference_min, args.workers = 1, [4, 8], 0, 1

@@ -131,3 +131,13 @@ def test_stratified_start_covers_every_method():
     assert {p["quant.method"] for p in points} == {"qat", "ptq"}
     assert len(sq.stratified_points(space, 0, 2)) == 3  # every method at least once
     assert sq.stratified_points(space, 0, 0) == []
+
+
+@pytest.mark.parametrize("minimum, bad", [(1, "0"), (1, "-3"), (0, "two"), (0, "1.5")])
+def test_bad_counts_are_named(minimum, bad):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError,
+                       match=f"'{bad}' is not a whole number >= {minimum}"):
+        sq.whole(minimum)(bad)
+    assert sq.whole(minimum)("7") == 7
